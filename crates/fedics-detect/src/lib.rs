@@ -1,0 +1,2 @@
+//! # fedics-detect: detectors and the classifier
+pub mod iforest;

@@ -1,0 +1,1 @@
+//! # fedics-intel
