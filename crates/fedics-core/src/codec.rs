@@ -108,7 +108,10 @@ pub(crate) fn finite(field: &str, v: f64) -> Result<(), ValidationError> {
     if v.is_finite() {
         Ok(())
     } else {
-        Err(ValidationError::new(field, format!("a finite number (found {v})")))
+        Err(ValidationError::new(
+            field,
+            format!("a finite number (found {v})"),
+        ))
     }
 }
 
@@ -116,6 +119,9 @@ pub(crate) fn probability(field: &str, v: f64) -> Result<(), ValidationError> {
     if v.is_finite() && (0.0..=1.0).contains(&v) {
         Ok(())
     } else {
-        Err(ValidationError::new(field, format!("a number in [0, 1] (found {v})")))
+        Err(ValidationError::new(
+            field,
+            format!("a number in [0, 1] (found {v})"),
+        ))
     }
 }

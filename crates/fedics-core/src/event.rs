@@ -292,7 +292,10 @@ impl Validate for AlertEvent {
         nonempty("attack_type", &self.attack_type)?;
         probability("correlation_confidence", self.correlation_confidence)?;
         if self.last_seen < self.first_seen {
-            return Err(ValidationError::new("last_seen", "a time not before first_seen"));
+            return Err(ValidationError::new(
+                "last_seen",
+                "a time not before first_seen",
+            ));
         }
         if let Some(p) = &self.prediction {
             p.validate()?;

@@ -209,14 +209,20 @@ impl Validate for FlowRecord {
         }
         finite("duration_ms", self.duration_ms)?;
         if self.duration_ms < 0.0 {
-            return Err(ValidationError::new("duration_ms", "a non-negative duration"));
+            return Err(ValidationError::new(
+                "duration_ms",
+                "a non-negative duration",
+            ));
         }
         finite("iat.mean_ms", self.iat.mean_ms)?;
         finite("iat.std_ms", self.iat.std_ms)?;
         finite("iat.min_ms", self.iat.min_ms)?;
         finite("iat.max_ms", self.iat.max_ms)?;
         if self.total_packets() == 0 {
-            return Err(ValidationError::new("fwd.packets", "at least one packet in the flow"));
+            return Err(ValidationError::new(
+                "fwd.packets",
+                "at least one packet in the flow",
+            ));
         }
         Ok(())
     }

@@ -24,7 +24,9 @@ pub struct TechniqueInfo {
 impl TechniqueInfo {
     /// Matrix orders of this technique's tactics (ascending).
     pub fn tactic_orders(&self) -> impl Iterator<Item = u8> + '_ {
-        self.tactics.iter().filter_map(|t| tactic(t).map(|t| t.order))
+        self.tactics
+            .iter()
+            .filter_map(|t| tactic(t).map(|t| t.order))
     }
 
     /// The earliest kill-chain position of this technique.
@@ -58,7 +60,10 @@ mod tests {
     fn table_matches_published_counts() {
         assert_eq!(TACTICS.len(), 12);
         assert_eq!(TECHNIQUES.len(), 83);
-        assert_eq!(technique("T0846").map(|t| t.name), Some("Remote System Discovery"));
+        assert_eq!(
+            technique("T0846").map(|t| t.name),
+            Some("Remote System Discovery")
+        );
         assert_eq!(tactic("TA0105").map(|t| t.order), Some(11));
         let spoof = technique("T0856").expect("T0856 present");
         assert_eq!(spoof.tactic_orders().collect::<Vec<_>>(), vec![4, 10]);

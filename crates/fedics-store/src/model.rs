@@ -1,0 +1,184 @@
+//! Public types: what is written and what is read back.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use fedics_core::{
+    AlertEvent, AlertStatus, AttackClassification, AttackPrediction, PredictedTechnique, Severity,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Events to write in one transaction (see [`crate::Store::apply`]).
+#[derive(Debug, Clone, Default)]
+pub struct WriteBatch {
+    pub alerts: Vec<AlertEvent>,
+    pub classifications: Vec<AttackClassification>,
+    pub predictions: Vec<AttackPrediction>,
+}
+
+impl WriteBatch {
+    /// True when the batch holds no event.
+    pub fn is_empty(&self) -> bool {
+        self.alerts.is_empty() && self.classifications.is_empty() && self.predictions.is_empty()
+    }
+
+    /// Number of events in the batch.
+    pub fn len(&self) -> usize {
+        self.alerts.len() + self.classifications.len() + self.predictions.len()
+    }
+}
+
+/// One stored alert (an incident), the seeds' `Alert` plus our columns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRow {
+    pub id: Uuid,
+    /// When the incident started (= `first_seen`), the seeds' `timestamp`.
+    pub timestamp: DateTime<Utc>,
+    pub facility_id: String,
+    /// The most severe severity of any update.
+    pub severity: Severity,
+    pub title: String,
+    pub description: String,
+    pub status: AlertStatus,
+    /// ATT&CK for ICS technique id.
+    pub attack_type: String,
+    pub attack_name: String,
+    /// The highest correlation confidence of any update.
+    pub correlation_confidence: f64,
+    pub correlation_summary: String,
+    /// `{"src_ip", "dst_ip", "tactic_ids", "model_versions"}` of the latest update.
+    pub context_analysis: serde_json::Value,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub tactic_ids: Vec<String>,
+    pub src_ip: IpAddr,
+    pub dst_ip: IpAddr,
+    /// Number of distinct flows linked to the alert.
+    pub flow_count: u64,
+    pub model_versions: BTreeMap<String, String>,
+}
+
+/// One source of an alert: a detector or the classifier (the seeds' `AlertSource`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertSourceRow {
+    /// UUIDv5 of (alert id, model name).
+    pub id: Uuid,
+    pub alert_id: Uuid,
+    pub layer: u8,
+    pub model_name: String,
+    pub model_version: String,
+    /// The highest confidence this source reported for the alert.
+    pub confidence: f64,
+    /// Time of the latest evidence.
+    pub detection_time: DateTime<Utc>,
+    /// The latest evidence.
+    pub evidence: String,
+    pub context_evidence: serde_json::Value,
+}
+
+/// A stored prediction with its ranked techniques (rank order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictionRow {
+    /// The prediction's event id.
+    pub id: Uuid,
+    pub timestamp: DateTime<Utc>,
+    pub facility_id: String,
+    pub alert_id: Uuid,
+    pub current_technique: String,
+    pub current_technique_name: String,
+    pub validated: bool,
+    pub validation_time: Option<DateTime<Utc>>,
+    pub model: String,
+    pub observations: u64,
+    pub predicted_techniques: Vec<PredictedTechnique>,
+}
+
+/// An alert with everything attached to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertDetail {
+    #[serde(flatten)]
+    pub alert: AlertRow,
+    /// Sources ordered by layer, then model name.
+    pub sources: Vec<AlertSourceRow>,
+    /// Ids of the flows the alert covers (sorted).
+    pub flow_ids: Vec<Uuid>,
+    /// Predictions made for this alert, oldest first.
+    pub predictions: Vec<PredictionRow>,
+}
+
+/// Filters and page of [`crate::Store::list_alerts`]. Every filter is optional; they combine
+/// with AND.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AlertQuery {
+    pub severity: Option<Severity>,
+    pub facility_id: Option<String>,
+    pub status: Option<AlertStatus>,
+    /// Case-insensitive substring of title, description, attack_type or attack_name
+    /// (`%` and `_` match themselves).
+    pub search: Option<String>,
+    /// Alerts still active at or after this time (`last_seen >= since`).
+    pub since: Option<DateTime<Utc>>,
+    /// Alerts that had started by this time (`first_seen <= until`).
+    pub until: Option<DateTime<Utc>>,
+    /// 1-based page number; 0 counts as 1.
+    pub page: u32,
+    /// Page size, clamped to `1..=AlertQuery::MAX_LIMIT`.
+    pub limit: u32,
+}
+
+impl AlertQuery {
+    pub const DEFAULT_LIMIT: u32 = 50;
+    pub const MAX_LIMIT: u32 = 1000;
+
+    /// The effective page (>= 1).
+    pub fn effective_page(&self) -> u32 {
+        self.page.max(1)
+    }
+
+    /// The effective page size (1..=MAX_LIMIT).
+    pub fn effective_limit(&self) -> u32 {
+        self.limit.clamp(1, Self::MAX_LIMIT)
+    }
+}
+
+impl Default for AlertQuery {
+    fn default() -> Self {
+        Self {
+            severity: None,
+            facility_id: None,
+            status: None,
+            search: None,
+            since: None,
+            until: None,
+            page: 1,
+            limit: Self::DEFAULT_LIMIT,
+        }
+    }
+}
+
+/// One page of alerts, ordered by `last_seen` descending, then id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertPage {
+    pub alerts: Vec<AlertRow>,
+    /// Alerts matching the filters, over all pages.
+    pub total: u64,
+    /// The page returned (1-based).
+    pub page: u32,
+    /// Number of pages (`ceil(total / limit)`, 0 when nothing matches).
+    pub pages: u32,
+    /// The page size used.
+    pub limit: u32,
+}
+
+/// Alert counters for the dashboard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertStats {
+    pub total: u64,
+    pub critical: u64,
+    /// Status `new` or `acknowledged`.
+    pub unresolved: u64,
+    pub false_positives: u64,
+}

@@ -1,0 +1,584 @@
+//! Queries.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use fedics_core::{AlertStatus, FlowRecord, PredictedTechnique, Severity};
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{AssertSqlSafe, FromRow, Sqlite};
+use uuid::Uuid;
+
+use crate::model::{
+    AlertDetail, AlertPage, AlertQuery, AlertRow, AlertSourceRow, AlertStats, PredictionRow,
+};
+use crate::{Store, StoreError, time};
+
+const ALERT_COLUMNS: &str = "id, timestamp, facility_id, severity, title, description, status, \
+    attack_type, attack_name, correlation_confidence, correlation_summary, context_analysis, \
+    first_seen, last_seen, tactic_ids, src_ip, dst_ip, flow_count, model_versions";
+
+const PREDICTION_COLUMNS: &str = "p.id, p.timestamp, p.facility_id, p.alert_id, \
+    p.current_technique, p.current_technique_name, p.validated, p.validation_time, p.model, \
+    p.observations, t.technique_id, t.technique_name, t.probability, t.rank, t.timeframe";
+
+#[derive(FromRow)]
+struct RawAlert {
+    id: String,
+    timestamp: String,
+    facility_id: String,
+    severity: String,
+    title: String,
+    description: String,
+    status: String,
+    attack_type: String,
+    attack_name: String,
+    correlation_confidence: f64,
+    correlation_summary: String,
+    context_analysis: String,
+    first_seen: String,
+    last_seen: String,
+    tactic_ids: String,
+    src_ip: String,
+    dst_ip: String,
+    flow_count: i64,
+    model_versions: String,
+}
+
+#[derive(FromRow)]
+struct RawSource {
+    id: String,
+    alert_id: String,
+    layer: i64,
+    model_name: String,
+    model_version: String,
+    confidence: f64,
+    detection_time: String,
+    evidence: String,
+    context_evidence: String,
+}
+
+/// A prediction joined with one of its techniques (or none).
+#[derive(FromRow)]
+struct RawPrediction {
+    id: String,
+    timestamp: String,
+    facility_id: String,
+    alert_id: String,
+    current_technique: String,
+    current_technique_name: String,
+    validated: bool,
+    validation_time: Option<String>,
+    model: String,
+    observations: i64,
+    technique_id: Option<String>,
+    technique_name: Option<String>,
+    probability: Option<f64>,
+    rank: Option<i64>,
+    timeframe: Option<String>,
+}
+
+fn uuid(op: &'static str, column: &'static str, s: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(s).map_err(|e| StoreError::decode(op, column, format!("{s:?}: {e}")))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(
+    op: &'static str,
+    column: &'static str,
+    s: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::decode(op, column, e))
+}
+
+fn parse_severity(op: &'static str, s: &str) -> Result<Severity, StoreError> {
+    Ok(match s {
+        "low" => Severity::Low,
+        "medium" => Severity::Medium,
+        "high" => Severity::High,
+        "critical" => Severity::Critical,
+        other => return Err(StoreError::decode(op, "severity", format!("{other:?}"))),
+    })
+}
+
+fn parse_status(op: &'static str, s: &str) -> Result<AlertStatus, StoreError> {
+    Ok(match s {
+        "new" => AlertStatus::New,
+        "acknowledged" => AlertStatus::Acknowledged,
+        "resolved" => AlertStatus::Resolved,
+        "false-positive" => AlertStatus::FalsePositive,
+        other => return Err(StoreError::decode(op, "status", format!("{other:?}"))),
+    })
+}
+
+fn count(op: &'static str, n: i64) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|e| StoreError::decode(op, "count", e))
+}
+
+impl RawAlert {
+    fn into_row(self, op: &'static str) -> Result<AlertRow, StoreError> {
+        Ok(AlertRow {
+            id: uuid(op, "alerts.id", &self.id)?,
+            timestamp: time::parse(op, "alerts.timestamp", &self.timestamp)?,
+            facility_id: self.facility_id,
+            severity: parse_severity(op, &self.severity)?,
+            title: self.title,
+            description: self.description,
+            status: parse_status(op, &self.status)?,
+            attack_type: self.attack_type,
+            attack_name: self.attack_name,
+            correlation_confidence: self.correlation_confidence,
+            correlation_summary: self.correlation_summary,
+            context_analysis: from_json(op, "alerts.context_analysis", &self.context_analysis)?,
+            first_seen: time::parse(op, "alerts.first_seen", &self.first_seen)?,
+            last_seen: time::parse(op, "alerts.last_seen", &self.last_seen)?,
+            tactic_ids: from_json(op, "alerts.tactic_ids", &self.tactic_ids)?,
+            src_ip: self
+                .src_ip
+                .parse()
+                .map_err(|e| StoreError::decode(op, "alerts.src_ip", e))?,
+            dst_ip: self
+                .dst_ip
+                .parse()
+                .map_err(|e| StoreError::decode(op, "alerts.dst_ip", e))?,
+            flow_count: count(op, self.flow_count)?,
+            model_versions: from_json(op, "alerts.model_versions", &self.model_versions)?,
+        })
+    }
+}
+
+impl RawSource {
+    fn into_row(self, op: &'static str) -> Result<AlertSourceRow, StoreError> {
+        Ok(AlertSourceRow {
+            id: uuid(op, "alert_sources.id", &self.id)?,
+            alert_id: uuid(op, "alert_sources.alert_id", &self.alert_id)?,
+            layer: u8::try_from(self.layer)
+                .map_err(|e| StoreError::decode(op, "alert_sources.layer", e))?,
+            model_name: self.model_name,
+            model_version: self.model_version,
+            confidence: self.confidence,
+            detection_time: time::parse(op, "alert_sources.detection_time", &self.detection_time)?,
+            evidence: self.evidence,
+            context_evidence: from_json(
+                op,
+                "alert_sources.context_evidence",
+                &self.context_evidence,
+            )?,
+        })
+    }
+}
+
+/// Groups prediction rows joined with their techniques (rows of one prediction adjacent,
+/// techniques in rank order) into predictions.
+fn group_predictions(
+    op: &'static str,
+    raw: Vec<RawPrediction>,
+) -> Result<Vec<PredictionRow>, StoreError> {
+    let mut out: Vec<PredictionRow> = Vec::new();
+    for r in raw {
+        let id = uuid(op, "predictions.id", &r.id)?;
+        if out.last().is_none_or(|p| p.id != id) {
+            out.push(PredictionRow {
+                id,
+                timestamp: time::parse(op, "predictions.timestamp", &r.timestamp)?,
+                facility_id: r.facility_id,
+                alert_id: uuid(op, "predictions.alert_id", &r.alert_id)?,
+                current_technique: r.current_technique,
+                current_technique_name: r.current_technique_name,
+                validated: r.validated,
+                validation_time: r
+                    .validation_time
+                    .as_deref()
+                    .map(|t| time::parse(op, "predictions.validation_time", t))
+                    .transpose()?,
+                model: r.model,
+                observations: count(op, r.observations)?,
+                predicted_techniques: Vec::new(),
+            });
+        }
+        if let (Some(technique_id), Some(technique_name), Some(probability), Some(rank)) =
+            (r.technique_id, r.technique_name, r.probability, r.rank)
+        {
+            let p = out.last_mut().expect("pushed above");
+            p.predicted_techniques.push(PredictedTechnique {
+                technique_id,
+                technique_name,
+                probability,
+                rank: u8::try_from(rank)
+                    .map_err(|e| StoreError::decode(op, "predicted_techniques.rank", e))?,
+                timeframe: r.timeframe.unwrap_or_default(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A bind value of a query assembled at run time.
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+/// Escapes `%`, `_` and `\` for `LIKE … ESCAPE '\'`.
+fn like_pattern(needle: &str) -> String {
+    let mut p = String::with_capacity(needle.len() + 2);
+    p.push('%');
+    for c in needle.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// The WHERE clause (`$1`…`$n`) and its arguments for an alert query.
+fn alert_filter(q: &AlertQuery) -> Result<(String, Vec<Arg>), StoreError> {
+    const OP: &str = "list_alerts";
+    let mut clauses: Vec<String> = Vec::new();
+    let mut args: Vec<Arg> = Vec::new();
+    let mut push = |clause: &dyn Fn(usize) -> String, arg: Arg| {
+        args.push(arg);
+        clauses.push(clause(args.len()));
+    };
+    if let Some(s) = q.severity {
+        push(
+            &|n| format!("severity = ${n}"),
+            Arg::Text(s.as_str().into()),
+        );
+    }
+    if let Some(f) = &q.facility_id {
+        push(&|n| format!("facility_id = ${n}"), Arg::Text(f.clone()));
+    }
+    if let Some(s) = q.status {
+        push(&|n| format!("status = ${n}"), Arg::Text(s.as_str().into()));
+    }
+    if let Some(needle) = q.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        push(
+            &|n| {
+                format!(
+                    "(LOWER(title) LIKE ${n} ESCAPE '\\' OR LOWER(description) LIKE ${n} ESCAPE '\\' \
+                     OR LOWER(attack_type) LIKE ${n} ESCAPE '\\' \
+                     OR LOWER(attack_name) LIKE ${n} ESCAPE '\\')"
+                )
+            },
+            Arg::Text(like_pattern(needle)),
+        );
+    }
+    if let Some(since) = q.since {
+        push(
+            &|n| format!("last_seen >= ${n}"),
+            Arg::Text(time::fmt(OP, "since", since)?),
+        );
+    }
+    if let Some(until) = q.until {
+        push(
+            &|n| format!("first_seen <= ${n}"),
+            Arg::Text(time::fmt(OP, "until", until)?),
+        );
+    }
+    let filter = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", clauses.join(" AND "))
+    };
+    Ok((filter, args))
+}
+
+fn bind_args<'q>(
+    mut q: sqlx::query::QueryAs<'q, Sqlite, RawAlert, SqliteArguments>,
+    args: &[Arg],
+) -> sqlx::query::QueryAs<'q, Sqlite, RawAlert, SqliteArguments> {
+    for a in args {
+        q = match a {
+            Arg::Text(s) => q.bind(s.clone()),
+            Arg::Int(i) => q.bind(*i),
+        };
+    }
+    q
+}
+
+impl Store {
+    /// Number of alerts (incidents).
+    pub async fn count_alerts(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM alerts")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::sqlx("count_alerts"))?;
+        count("count_alerts", n)
+    }
+
+    /// Number of predictions.
+    pub async fn count_predictions(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM predictions")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::sqlx("count_predictions"))?;
+        count("count_predictions", n)
+    }
+
+    /// Number of classifications.
+    pub async fn count_classifications(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM classifications")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::sqlx("count_classifications"))?;
+        count("count_classifications", n)
+    }
+
+    /// One page of the alerts matching the filters, ordered by `last_seen` descending, then
+    /// id (see [`AlertQuery`] for the filters).
+    pub async fn list_alerts(&self, q: &AlertQuery) -> Result<AlertPage, StoreError> {
+        const OP: &str = "list_alerts";
+        let (filter, mut args) = alert_filter(q)?;
+        let page = q.effective_page();
+        let limit = q.effective_limit();
+
+        let count_sql = format!("SELECT COUNT(*) FROM alerts{filter}");
+        let mut count_query = sqlx::query_scalar::<_, i64>(AssertSqlSafe(count_sql));
+        for a in &args {
+            count_query = match a {
+                Arg::Text(s) => count_query.bind(s.clone()),
+                Arg::Int(i) => count_query.bind(*i),
+            };
+        }
+        let total = count(
+            OP,
+            count_query
+                .fetch_one(&self.pool)
+                .await
+                .map_err(StoreError::sqlx("list_alerts: count"))?,
+        )?;
+
+        let n = args.len();
+        let page_sql = format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts{filter} ORDER BY last_seen DESC, id \
+             LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        args.push(Arg::Int(i64::from(limit)));
+        args.push(Arg::Int(i64::from(page - 1) * i64::from(limit)));
+        let rows = bind_args(sqlx::query_as(AssertSqlSafe(page_sql)), &args)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::sqlx("list_alerts: page"))?;
+        let alerts = rows
+            .into_iter()
+            .map(|r| r.into_row(OP))
+            .collect::<Result<Vec<_>, _>>()?;
+        let pages = u32::try_from(total.div_ceil(u64::from(limit))).unwrap_or(u32::MAX);
+        Ok(AlertPage {
+            alerts,
+            total,
+            page,
+            pages,
+            limit,
+        })
+    }
+
+    /// An alert with its sources, flow ids and predictions; `None` if there is none with
+    /// this id.
+    pub async fn get_alert(&self, id: Uuid) -> Result<Option<AlertDetail>, StoreError> {
+        const OP: &str = "get_alert";
+        let key = id.to_string();
+        let raw: Option<RawAlert> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1"
+        )))
+        .bind(&key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::sqlx("get_alert: alert"))?;
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        let alert = raw.into_row(OP)?;
+
+        let sources: Vec<RawSource> = sqlx::query_as(
+            "SELECT id, alert_id, layer, model_name, model_version, confidence, detection_time, \
+             evidence, context_evidence FROM alert_sources WHERE alert_id = $1 \
+             ORDER BY layer, model_name",
+        )
+        .bind(&key)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::sqlx("get_alert: sources"))?;
+        let sources = sources
+            .into_iter()
+            .map(|s| s.into_row(OP))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let flow_ids: Vec<String> = sqlx::query_scalar(
+            "SELECT flow_id FROM alert_flows WHERE alert_id = $1 ORDER BY flow_id",
+        )
+        .bind(&key)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::sqlx("get_alert: flows"))?;
+        let flow_ids = flow_ids
+            .iter()
+            .map(|f| uuid(OP, "alert_flows.flow_id", f))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let predictions: Vec<RawPrediction> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {PREDICTION_COLUMNS} FROM predictions p \
+             LEFT JOIN predicted_techniques t ON t.prediction_id = p.id \
+             WHERE p.alert_id = $1 ORDER BY p.timestamp, p.id, t.rank, t.id"
+        )))
+        .bind(&key)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::sqlx("get_alert: predictions"))?;
+        let predictions = group_predictions(OP, predictions)?;
+
+        Ok(Some(AlertDetail {
+            alert,
+            sources,
+            flow_ids,
+            predictions,
+        }))
+    }
+
+    /// The stored flow records of an alert, ordered by start time, then flow id. Flows
+    /// linked without a record are left out.
+    pub async fn alert_flows(&self, id: Uuid) -> Result<Vec<FlowRecord>, StoreError> {
+        const OP: &str = "alert_flows";
+        let records: Vec<String> = sqlx::query_scalar(
+            "SELECT f.record FROM alert_flows af JOIN flows f ON f.flow_id = af.flow_id \
+             WHERE af.alert_id = $1 ORDER BY f.ts_start, f.flow_id",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::sqlx(OP))?;
+        records
+            .iter()
+            .map(|r| from_json(OP, "flows.record", r))
+            .collect()
+    }
+
+    /// Alert counters: total, critical, unresolved (`new` or `acknowledged`),
+    /// false positives.
+    pub async fn alert_stats(&self) -> Result<AlertStats, StoreError> {
+        const OP: &str = "alert_stats";
+        let (total, critical, unresolved, false_positives): (i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), \
+                 COALESCE(SUM(CASE WHEN severity = 'critical' THEN 1 ELSE 0 END), 0), \
+                 COALESCE(SUM(CASE WHEN status IN ('new', 'acknowledged') THEN 1 ELSE 0 END), 0), \
+                 COALESCE(SUM(CASE WHEN status = 'false-positive' THEN 1 ELSE 0 END), 0) \
+                 FROM alerts",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(StoreError::sqlx(OP))?;
+        Ok(AlertStats {
+            total: count(OP, total)?,
+            critical: count(OP, critical)?,
+            unresolved: count(OP, unresolved)?,
+            false_positives: count(OP, false_positives)?,
+        })
+    }
+
+    /// Sets an alert's workflow status (an analyst's decision; replays never change it).
+    /// Returns false when there is no alert with this id.
+    pub async fn set_alert_status(
+        &self,
+        id: Uuid,
+        status: AlertStatus,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE alerts SET status = $1 WHERE id = $2")
+            .bind(status.as_str())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::sqlx("set_alert_status"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Marks a prediction validated at `at` (`Some`) or not validated (`None`). Returns
+    /// false when there is no prediction with this id.
+    pub async fn set_prediction_validated(
+        &self,
+        id: Uuid,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "set_prediction_validated";
+        let at = at
+            .map(|t| time::fmt(OP, "validation_time", t))
+            .transpose()?;
+        let done = sqlx::query(
+            "UPDATE predictions SET validated = $1, validation_time = $2 WHERE id = $3",
+        )
+        .bind(at.is_some())
+        .bind(at)
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::sqlx(OP))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Every alert with the flows it covers, both sorted by id.
+    pub async fn alert_ids_with_flows(&self) -> Result<Vec<(Uuid, Vec<Uuid>)>, StoreError> {
+        const OP: &str = "alert_ids_with_flows";
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT a.id, af.flow_id FROM alerts a \
+             LEFT JOIN alert_flows af ON af.alert_id = a.id ORDER BY a.id, af.flow_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::sqlx(OP))?;
+        let mut out: Vec<(Uuid, Vec<Uuid>)> = Vec::new();
+        for (alert, flow) in rows {
+            let alert = uuid(OP, "alerts.id", &alert)?;
+            if out.last().is_none_or(|(a, _)| *a != alert) {
+                out.push((alert, Vec::new()));
+            }
+            if let Some(flow) = flow {
+                let flow = uuid(OP, "alert_flows.flow_id", &flow)?;
+                out.last_mut().expect("pushed above").1.push(flow);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every flow linked to an alert, with the technique (`attack_type`) of its alert. A
+    /// flow in several alerts maps to the smallest technique id among them.
+    pub async fn flows_alerted(&self) -> Result<HashMap<Uuid, String>, StoreError> {
+        const OP: &str = "flows_alerted";
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT af.flow_id, MIN(a.attack_type) FROM alert_flows af \
+             JOIN alerts a ON a.id = af.alert_id GROUP BY af.flow_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::sqlx(OP))?;
+        rows.into_iter()
+            .map(|(flow, technique)| Ok((uuid(OP, "alert_flows.flow_id", &flow)?, technique)))
+            .collect()
+    }
+
+    /// Predictions, newest first (then by id), with their techniques in rank order;
+    /// `validated` filters on the validation flag.
+    pub async fn list_predictions(
+        &self,
+        limit: u32,
+        offset: u32,
+        validated: Option<bool>,
+    ) -> Result<Vec<PredictionRow>, StoreError> {
+        const OP: &str = "list_predictions";
+        let raw: Vec<RawPrediction> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {PREDICTION_COLUMNS} FROM \
+             (SELECT * FROM predictions WHERE ($1 IS NULL OR validated = $1) \
+              ORDER BY timestamp DESC, id LIMIT $2 OFFSET $3) p \
+             LEFT JOIN predicted_techniques t ON t.prediction_id = p.id \
+             ORDER BY p.timestamp DESC, p.id, t.rank, t.id"
+        )))
+        .bind(validated)
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::sqlx(OP))?;
+        group_predictions(OP, raw)
+    }
+}

@@ -1,0 +1,85 @@
+//! `fedics bench pipeline`: throughput and latency of the embedded pipeline.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use fedics_bus::embedded::{EmbeddedBus, EmbeddedConfig};
+use fedics_pipeline::Pipeline;
+use fedics_sensors::{SimConfig, Simulator};
+use fedics_store::Store;
+use serde_json::json;
+
+use crate::DetectArgs;
+use crate::wiring;
+
+#[derive(clap::Args, Debug)]
+pub struct BenchPipelineArgs {
+    /// Flows to push.
+    #[arg(long, default_value_t = 200_000)]
+    pub flows: usize,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 3)]
+    pub sites: usize,
+    /// Members of the detect consumer group.
+    #[arg(long, default_value_t = 1)]
+    pub detect_workers: usize,
+    /// Print one JSON object (the only output on stdout).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub detect: DetectArgs,
+}
+
+pub async fn pipeline(a: BenchPipelineArgs) -> Result<()> {
+    let gen_started = Instant::now();
+    let sim = Simulator::new(SimConfig {
+        seed: a.seed,
+        sites: a.sites.max(1),
+        ..SimConfig::default()
+    });
+    let topo = sim.topology();
+    let flows: Vec<_> = sim.take(a.flows).collect();
+    let gen_seconds = gen_started.elapsed().as_secs_f64();
+
+    let dir = tempfile::tempdir().context("temporary store directory")?;
+    let store = Store::open(&dir.path().join("bench.db").display().to_string()).await?;
+    let bus = EmbeddedBus::new(EmbeddedConfig::default());
+    let rules = wiring::rule_file(&a.detect, &topo)?;
+    let components = wiring::components(&a.detect, rules, Some(store.clone()))?;
+    let mut config = wiring::pipeline_config(&a.detect);
+    config.detect_workers = a.detect_workers.max(1);
+    let pipeline = Pipeline::start(bus, config, components)?;
+
+    let started = Instant::now();
+    for chunk in flows.chunks(1024) {
+        pipeline.publish(chunk).await?;
+    }
+    let drained = pipeline.drain(Duration::from_secs(600)).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let latency = pipeline.latency().percentiles();
+    let stats = pipeline.shutdown(Duration::from_secs(10)).await;
+    let alerts = store.count_alerts().await?;
+    let doc = json!({
+        "flows": flows.len(),
+        "seconds": seconds,
+        "flows_per_s": flows.len() as f64 / seconds,
+        "latency_ms": latency.map(|(p50, p99)| json!({"p50": p50, "p99": p99})),
+        "alerts": alerts,
+        "attack_flows_classified": stats.attacks,
+        "alert_events_persisted": stats.persisted,
+        "rejected": stats.rejected,
+        "drained": drained,
+        "generate_seconds": gen_seconds,
+        "detect_workers": a.detect_workers.max(1),
+        "sites": a.sites,
+        "peak_rss_mb": wiring::peak_rss_mb(),
+    });
+    if a.json {
+        println!("{doc}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    }
+    store.close().await;
+    Ok(())
+}
