@@ -59,7 +59,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::{Bus, BusError, Consumer, OutRecord, Record};
+use crate::{Bus, BusError, Bytes, Consumer, OutRecord, Record};
 
 #[cfg(test)]
 mod tests;
@@ -191,7 +191,24 @@ impl PartitionLog {
 #[derive(Clone)]
 struct Entry {
     timestamp_ms: i64,
-    record: Arc<OutRecord>,
+    record: Arc<Stored>,
+}
+
+/// A record as retained: shared buffers, so delivery to any number of groups copies nothing.
+struct Stored {
+    key: Bytes,
+    payload: Bytes,
+    headers: Arc<[(String, Vec<u8>)]>,
+}
+
+impl From<OutRecord> for Stored {
+    fn from(r: OutRecord) -> Self {
+        Self {
+            key: Bytes::from(r.key),
+            payload: Bytes::from(r.payload),
+            headers: Arc::from(r.headers),
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -376,7 +393,7 @@ impl EmbeddedBus {
 /// Records of one `send` call bound for one partition, not yet accepted.
 struct Pending {
     partition: usize,
-    records: Vec<Arc<OutRecord>>,
+    records: Vec<Arc<Stored>>,
 }
 
 impl Bus for EmbeddedBus {
@@ -395,9 +412,9 @@ impl Bus for EmbeddedBus {
         }
         let topic = self.topic(topic);
         let n_parts = topic.partition_count();
-        let mut buckets: Vec<Vec<Arc<OutRecord>>> = vec![Vec::new(); topic.partitions.len()];
+        let mut buckets: Vec<Vec<Arc<Stored>>> = vec![Vec::new(); topic.partitions.len()];
         for r in records {
-            buckets[partition_for(&r.key, n_parts) as usize].push(Arc::new(r));
+            buckets[partition_for(&r.key, n_parts) as usize].push(Arc::new(Stored::from(r)));
         }
         let mut pending: Vec<Pending> = buckets
             .into_iter()

@@ -16,6 +16,8 @@
 //!   records not yet committed by every group; `send` waits for room instead of growing.
 
 use std::future::Future;
+
+pub use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,15 +48,16 @@ impl OutRecord {
     }
 }
 
-/// A delivered message.
+/// A delivered message. Key, payload and headers are shared, not copied, between the
+/// bus and every group that receives the record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub topic: Arc<str>,
     pub partition: u32,
     pub offset: u64,
-    pub key: Vec<u8>,
-    pub payload: Vec<u8>,
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub key: Bytes,
+    pub payload: Bytes,
+    pub headers: Arc<[(String, Vec<u8>)]>,
     /// Milliseconds since the Unix epoch when the bus accepted the record.
     pub timestamp_ms: i64,
 }

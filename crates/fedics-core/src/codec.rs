@@ -51,6 +51,8 @@ impl DecodeError {
 
 /// Semantic checks beyond what the type system and serde enforce.
 pub trait Validate {
+    /// The schema version the event claims.
+    fn schema_version(&self) -> u16;
     fn validate(&self) -> Result<(), ValidationError>;
 }
 
@@ -64,6 +66,12 @@ struct VersionProbe {
 pub fn decode<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, DecodeError> {
     match serde_json::from_slice::<T>(bytes) {
         Ok(v) => {
+            if v.schema_version() != SCHEMA_VERSION {
+                return Err(DecodeError::SchemaVersion {
+                    found: u64::from(v.schema_version()),
+                    expected: SCHEMA_VERSION,
+                });
+            }
             v.validate()?;
             Ok(v)
         }

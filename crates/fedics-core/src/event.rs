@@ -67,6 +67,10 @@ pub struct AnomalyEvent {
 }
 
 impl Validate for AnomalyEvent {
+    fn schema_version(&self) -> u16 {
+        self.schema_version
+    }
+
     fn validate(&self) -> Result<(), ValidationError> {
         version(self.schema_version)?;
         nonempty("facility_id", &self.facility_id)?;
@@ -149,6 +153,10 @@ impl AttackClassification {
 }
 
 impl Validate for AttackClassification {
+    fn schema_version(&self) -> u16 {
+        self.schema_version
+    }
+
     fn validate(&self) -> Result<(), ValidationError> {
         version(self.schema_version)?;
         nonempty("facility_id", &self.facility_id)?;
@@ -185,6 +193,10 @@ pub struct AttackPrediction {
 }
 
 impl Validate for AttackPrediction {
+    fn schema_version(&self) -> u16 {
+        self.schema_version
+    }
+
     fn validate(&self) -> Result<(), ValidationError> {
         version(self.schema_version)?;
         nonempty("facility_id", &self.facility_id)?;
@@ -286,6 +298,10 @@ pub struct AlertEvent {
 }
 
 impl Validate for AlertEvent {
+    fn schema_version(&self) -> u16 {
+        self.schema_version
+    }
+
     fn validate(&self) -> Result<(), ValidationError> {
         version(self.schema_version)?;
         nonempty("facility_id", &self.facility_id)?;
@@ -336,6 +352,10 @@ pub struct FlEvent {
 }
 
 impl Validate for FlEvent {
+    fn schema_version(&self) -> u16 {
+        self.schema_version
+    }
+
     fn validate(&self) -> Result<(), ValidationError> {
         version(self.schema_version)?;
         nonempty("facility_id", &self.facility_id)?;

@@ -196,6 +196,10 @@ impl FlowRecord {
 }
 
 impl Validate for FlowRecord {
+    fn schema_version(&self) -> u16 {
+        self.schema_version
+    }
+
     fn validate(&self) -> Result<(), ValidationError> {
         version(self.schema_version)?;
         if self.facility_id.trim().is_empty() {

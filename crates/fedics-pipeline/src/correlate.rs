@@ -61,7 +61,10 @@ pub struct Correlator {
     predictor: Predictor,
     window: TimeDelta,
     top_k: usize,
-    incidents: HashMap<(String, String, IpAddr), Incident>,
+    /// Per facility: open incidents by (technique, source) and updates since the last
+    /// eviction. Eviction compares with the facility's own clock, so how facilities
+    /// interleave on the bus never changes which incidents exist.
+    incidents: HashMap<String, (HashMap<(String, IpAddr), Incident>, u64)>,
     /// Per facility: the technique and start of its latest incident.
     last: HashMap<String, (String, DateTime<Utc>)>,
     seen: u64,
@@ -92,20 +95,17 @@ impl Correlator {
 
     pub fn on_classification(&mut self, c: &AttackClassification) -> Correlated {
         self.seen += 1;
-        if self.seen.is_multiple_of(4096) {
-            self.evict(c.timestamp);
-        }
-        let key = (
-            c.facility_id.clone(),
-            c.technique_id.clone(),
-            c.context.src_ip,
-        );
         let ts = c.timestamp;
-        let sev = severity(&c.technique_id, c.confidence);
         let window = self.window;
+        let (open, updates) = self.incidents.entry(c.facility_id.clone()).or_default();
+        *updates += 1;
+        if updates.is_multiple_of(4096) {
+            open.retain(|_, i| ts - i.last_seen <= window * 2);
+        }
+        let key = (c.technique_id.clone(), c.context.src_ip);
+        let sev = severity(&c.technique_id, c.confidence);
         let mut new_incident = false;
-        let inc = self
-            .incidents
+        let inc = open
             .entry(key)
             .and_modify(|i| {
                 if ts - i.last_seen > window {
@@ -315,12 +315,6 @@ impl Correlator {
             model_versions,
             prediction,
         }
-    }
-
-    fn evict(&mut self, now: DateTime<Utc>) {
-        let window = self.window;
-        self.incidents
-            .retain(|_, i| now - i.last_seen <= window * 2);
     }
 }
 

@@ -137,6 +137,11 @@ impl Join {
     pub fn expire(&mut self, now: Instant) -> Vec<Completed> {
         let mut out = Vec::new();
         while let Some(&(since, id)) = self.order.front() {
+            if !self.pending.contains_key(&id) {
+                // Completed before its deadline: just forget it.
+                self.order.pop_front();
+                continue;
+            }
             if now.duration_since(since) < self.deadline {
                 break;
             }
@@ -148,12 +153,10 @@ impl Join {
         out
     }
 
-    /// When the oldest waiting flow expires.
+    /// When the oldest waiting flow expires (as of the last [`Join::expire`]; flows
+    /// completed since then may make this earlier than needed, never later).
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.order
-            .iter()
-            .find(|(_, id)| self.pending.contains_key(id))
-            .map(|(since, _)| *since + self.deadline)
+        self.order.front().map(|(since, _)| *since + self.deadline)
     }
 
     /// The offset `partition` may be committed to, given that everything before

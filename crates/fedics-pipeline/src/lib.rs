@@ -63,7 +63,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
             detect_workers: 1,
-            batch: 512,
+            batch: 1024,
             join_deadline: Duration::from_secs(2),
             incident_window: TimeDelta::seconds(300),
             top_k: 3,

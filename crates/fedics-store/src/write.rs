@@ -6,12 +6,12 @@
 //! when its key is greater: the result is the value of the update with the greatest key,
 //! whatever the order of arrival.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use fedics_core::{
     AlertEvent, AlertSource, AttackClassification, AttackPrediction, FlowRecord, Severity, ids,
 };
-use sqlx::SqliteConnection;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
 use crate::model::WriteBatch;
@@ -61,16 +61,6 @@ ON CONFLICT (id) DO UPDATE SET \
     latest_rev = CASE WHEN excluded.latest_rev > alerts.latest_rev \
         THEN excluded.latest_rev ELSE alerts.latest_rev END";
 
-const LINK_FLOW: &str = "\
-INSERT INTO alert_flows (alert_id, flow_id) VALUES ($1, $2) \
-ON CONFLICT (alert_id, flow_id) DO NOTHING";
-
-const INSERT_FLOW: &str = "\
-INSERT INTO flows (flow_id, facility_id, ts_start, ts_end, src_ip, dst_ip, dst_port, label, \
-    record) \
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-ON CONFLICT (flow_id) DO NOTHING";
-
 const COUNT_FLOWS: &str = "\
 UPDATE alerts SET flow_count = (SELECT COUNT(*) FROM alert_flows WHERE alert_id = $1) \
 WHERE id = $1";
@@ -105,12 +95,6 @@ const INSERT_TECHNIQUE: &str = "\
 INSERT INTO predicted_techniques (id, prediction_id, technique_id, technique_name, \
     probability, rank, timeframe) \
 VALUES ($1, $2, $3, $4, $5, $6, $7) \
-ON CONFLICT (id) DO NOTHING";
-
-const INSERT_CLASSIFICATION: &str = "\
-INSERT INTO classifications (id, flow_id, facility_id, timestamp, technique_id, \
-    technique_name, confidence, classifier, classifier_version, evidence) \
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
 ON CONFLICT (id) DO NOTHING";
 
 /// Rank stored in `alerts.severity_rank`: low 0, medium 1, high 2, critical 3.
@@ -163,31 +147,137 @@ impl Store {
     /// with the highest confidence and the latest evidence (greatest detection time). An
     /// attached prediction is stored like one in `predictions`. Classifications and
     /// predictions are inserted once by event id.
+    ///
+    /// The updates of one alert within a batch are first folded in memory with the same
+    /// merge rules (they are associative and commutative), so a flood of updates to one
+    /// incident costs one upsert, and flow links, flows and classifications are inserted
+    /// with multi-row statements: SQLite round trips, not rows, are what costs.
     pub async fn apply(&self, batch: &WriteBatch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
+        // Everything that can fail on encoding is prepared before the transaction opens.
+        let mut alerts: BTreeMap<Uuid, AlertFold<'_>> = BTreeMap::new();
+        let mut sources: BTreeMap<(Uuid, &str), SourceFold> = BTreeMap::new();
+        let mut links: Vec<(String, String)> = Vec::with_capacity(batch.alerts.len());
+        let mut flows: Vec<FlowRow> = Vec::new();
+        let mut predictions: Vec<&AttackPrediction> = Vec::new();
+        for a in &batch.alerts {
+            let update = AlertFold::new(a)?;
+            match alerts.get_mut(&a.alert_id) {
+                Some(f) => f.merge(update),
+                None => {
+                    alerts.insert(a.alert_id, update);
+                }
+            }
+            links.push((a.alert_id.to_string(), a.flow_id.to_string()));
+            if let Some(flow) = &a.flow {
+                if flow.flow_id != a.flow_id {
+                    tracing::warn!(
+                        target: "fedics_store",
+                        alert_id = %a.alert_id,
+                        event_flow_id = %a.flow_id,
+                        record_flow_id = %flow.flow_id,
+                        "alert update carries a flow record of another flow"
+                    );
+                }
+                flows.push(FlowRow::new(flow)?);
+            }
+            for src in &a.sources {
+                let update = SourceFold::new(src)?;
+                match sources.get_mut(&(a.alert_id, src.model_name.as_str())) {
+                    Some(f) => f.merge(update),
+                    None => {
+                        sources.insert((a.alert_id, src.model_name.as_str()), update);
+                    }
+                }
+            }
+            if let Some(p) = &a.prediction {
+                predictions.push(p);
+            }
+        }
+        predictions.extend(batch.predictions.iter());
+        let classifications = batch
+            .classifications
+            .iter()
+            .map(ClassificationRow::new)
+            .collect::<Result<Vec<_>, _>>()?;
+
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(StoreError::sqlx("apply: begin"))?;
-        let mut touched = BTreeSet::new();
-        for alert in &batch.alerts {
-            write_alert(&mut tx, alert).await?;
-            touched.insert(alert.alert_id);
+        for (id, a) in &alerts {
+            a.upsert(&mut tx, *id).await?;
         }
-        for alert_id in touched {
+        for chunk in links.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO alert_flows (alert_id, flow_id) ");
+            q.push_values(chunk, |mut b, (a, f)| {
+                b.push_bind(a.clone()).push_bind(f.clone());
+            });
+            q.push(" ON CONFLICT (alert_id, flow_id) DO NOTHING");
+            q.build()
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::sqlx("apply: link alert flows"))?;
+        }
+        for chunk in flows.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO flows (flow_id, facility_id, ts_start, ts_end, src_ip, dst_ip, \
+                 dst_port, label, record) ",
+            );
+            q.push_values(chunk, |mut b, f| {
+                b.push_bind(f.flow_id.clone())
+                    .push_bind(f.facility_id.clone())
+                    .push_bind(f.ts_start.clone())
+                    .push_bind(f.ts_end.clone())
+                    .push_bind(f.src_ip.clone())
+                    .push_bind(f.dst_ip.clone())
+                    .push_bind(f.dst_port)
+                    .push_bind(f.label.clone())
+                    .push_bind(f.record.clone());
+            });
+            q.push(" ON CONFLICT (flow_id) DO NOTHING");
+            q.build()
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::sqlx("apply: insert flows"))?;
+        }
+        for ((alert_id, model_name), s) in &sources {
+            s.upsert(&mut tx, *alert_id, model_name).await?;
+        }
+        for alert_id in alerts.keys() {
             sqlx::query(COUNT_FLOWS)
                 .bind(alert_id.to_string())
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::sqlx("apply: count alert flows"))?;
         }
-        for c in &batch.classifications {
-            write_classification(&mut tx, c).await?;
+        for chunk in classifications.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO classifications (id, flow_id, facility_id, timestamp, technique_id, \
+                 technique_name, confidence, classifier, classifier_version, evidence) ",
+            );
+            q.push_values(chunk, |mut b, c| {
+                b.push_bind(c.id.clone())
+                    .push_bind(c.flow_id.clone())
+                    .push_bind(c.facility_id.clone())
+                    .push_bind(c.timestamp.clone())
+                    .push_bind(c.technique_id.clone())
+                    .push_bind(c.technique_name.clone())
+                    .push_bind(c.confidence)
+                    .push_bind(c.classifier.clone())
+                    .push_bind(c.classifier_version.clone())
+                    .push_bind(c.evidence.clone());
+            });
+            q.push(" ON CONFLICT (id) DO NOTHING");
+            q.build()
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::sqlx("apply: insert classifications"))?;
         }
-        for p in &batch.predictions {
+        for p in predictions {
             write_prediction(&mut tx, p).await?;
         }
         tx.commit()
@@ -204,122 +294,229 @@ impl Store {
     }
 }
 
-async fn write_alert(conn: &mut SqliteConnection, a: &AlertEvent) -> Result<(), StoreError> {
-    let id = a.alert_id.to_string();
-    let first_seen = time::fmt(OP, "alert.first_seen", a.first_seen)?;
-    let last_seen = time::fmt(OP, "alert.last_seen", a.last_seen)?;
-    let rank = severity_rank(a.severity);
-    let headline_rev = format!("{rank}|{last_seen}|{}", a.event_id);
-    let latest_rev = format!("{last_seen}|{}", a.event_id);
-    let context = serde_json::json!({
-        "src_ip": a.src_ip,
-        "dst_ip": a.dst_ip,
-        "tactic_ids": a.tactic_ids,
-        "model_versions": a.model_versions,
-    });
-    sqlx::query(UPSERT_ALERT)
-        .bind(&id)
-        .bind(first_seen)
-        .bind(&a.facility_id)
-        .bind(a.severity.as_str())
-        .bind(rank)
-        .bind(&a.title)
-        .bind(&a.description)
-        .bind(a.status.as_str())
-        .bind(&a.attack_type)
-        .bind(&a.attack_name)
-        .bind(a.correlation_confidence)
-        .bind(&a.correlation_summary)
-        .bind(json("alert.context_analysis", &context)?)
-        .bind(last_seen)
-        .bind(json("alert.tactic_ids", &a.tactic_ids)?)
-        .bind(a.src_ip.to_string())
-        .bind(a.dst_ip.to_string())
-        .bind(json("alert.model_versions", &a.model_versions)?)
-        .bind(headline_rev)
-        .bind(latest_rev)
-        .execute(&mut *conn)
-        .await
-        .map_err(StoreError::sqlx("apply: upsert alert"))?;
+/// Rows per multi-row INSERT (9 columns x 64 rows stays far below SQLite's and
+/// PostgreSQL's bind-parameter limits).
+const ROWS_PER_STATEMENT: usize = 64;
 
-    sqlx::query(LINK_FLOW)
-        .bind(&id)
-        .bind(a.flow_id.to_string())
-        .execute(&mut *conn)
-        .await
-        .map_err(StoreError::sqlx("apply: link alert flow"))?;
+/// The bound values of one alert upsert, folded over a batch's updates of that alert with
+/// the same rules the SQL upsert applies against the stored row.
+struct AlertFold<'a> {
+    first_seen: String,
+    last_seen: String,
+    rank: i64,
+    severity: &'static str,
+    confidence: f64,
+    headline_rev: String,
+    headline: &'a AlertEvent,
+    latest_rev: String,
+    latest: &'a AlertEvent,
+    /// Supplies the insert-only columns (status, facility, attack type, source ip).
+    origin: &'a AlertEvent,
+}
 
-    if let Some(flow) = &a.flow {
-        if flow.flow_id != a.flow_id {
-            tracing::warn!(
-                target: "fedics_store",
-                alert_id = %a.alert_id,
-                event_flow_id = %a.flow_id,
-                record_flow_id = %flow.flow_id,
-                "alert update carries a flow record of another flow"
-            );
+impl<'a> AlertFold<'a> {
+    fn new(a: &'a AlertEvent) -> Result<Self, StoreError> {
+        let first_seen = time::fmt(OP, "alert.first_seen", a.first_seen)?;
+        let last_seen = time::fmt(OP, "alert.last_seen", a.last_seen)?;
+        let rank = severity_rank(a.severity);
+        Ok(Self {
+            headline_rev: format!("{rank}|{last_seen}|{}", a.event_id),
+            latest_rev: format!("{last_seen}|{}", a.event_id),
+            first_seen,
+            last_seen,
+            rank,
+            severity: a.severity.as_str(),
+            confidence: a.correlation_confidence,
+            headline: a,
+            latest: a,
+            origin: a,
+        })
+    }
+
+    fn merge(&mut self, o: Self) {
+        if o.first_seen < self.first_seen {
+            self.first_seen = o.first_seen;
         }
-        write_flow(conn, flow).await?;
+        if o.last_seen > self.last_seen {
+            self.last_seen = o.last_seen;
+        }
+        if o.rank > self.rank {
+            self.rank = o.rank;
+            self.severity = o.severity;
+        }
+        if o.confidence > self.confidence {
+            self.confidence = o.confidence;
+        }
+        if o.headline_rev > self.headline_rev {
+            self.headline_rev = o.headline_rev;
+            self.headline = o.headline;
+        }
+        if o.latest_rev > self.latest_rev {
+            self.latest_rev = o.latest_rev;
+            self.latest = o.latest;
+        }
+        if o.origin.event_id < self.origin.event_id {
+            self.origin = o.origin;
+        }
     }
 
-    for s in &a.sources {
-        write_source(conn, a.alert_id, &id, s).await?;
+    async fn upsert(&self, conn: &mut SqliteConnection, id: Uuid) -> Result<(), StoreError> {
+        let (h, l, o) = (self.headline, self.latest, self.origin);
+        let context = serde_json::json!({
+            "src_ip": l.src_ip,
+            "dst_ip": l.dst_ip,
+            "tactic_ids": l.tactic_ids,
+            "model_versions": l.model_versions,
+        });
+        sqlx::query(UPSERT_ALERT)
+            .bind(id.to_string())
+            .bind(&self.first_seen)
+            .bind(&o.facility_id)
+            .bind(self.severity)
+            .bind(self.rank)
+            .bind(&h.title)
+            .bind(&h.description)
+            .bind(o.status.as_str())
+            .bind(&o.attack_type)
+            .bind(&h.attack_name)
+            .bind(self.confidence)
+            .bind(&h.correlation_summary)
+            .bind(json("alert.context_analysis", &context)?)
+            .bind(&self.last_seen)
+            .bind(json("alert.tactic_ids", &l.tactic_ids)?)
+            .bind(o.src_ip.to_string())
+            .bind(l.dst_ip.to_string())
+            .bind(json("alert.model_versions", &l.model_versions)?)
+            .bind(&self.headline_rev)
+            .bind(&self.latest_rev)
+            .execute(&mut *conn)
+            .await
+            .map_err(StoreError::sqlx("apply: upsert alert"))?;
+        Ok(())
     }
-
-    if let Some(p) = &a.prediction {
-        write_prediction(conn, p).await?;
-    }
-    Ok(())
 }
 
-async fn write_flow(conn: &mut SqliteConnection, f: &FlowRecord) -> Result<(), StoreError> {
-    sqlx::query(INSERT_FLOW)
-        .bind(f.flow_id.to_string())
-        .bind(&f.facility_id)
-        .bind(time::fmt(OP, "flow.ts_start", f.ts_start)?)
-        .bind(time::fmt(OP, "flow.ts_end", f.ts_end)?)
-        .bind(f.src_ip.to_string())
-        .bind(f.dst_ip.to_string())
-        .bind(i64::from(f.dst_port))
-        .bind(f.ground_truth.as_ref().map(|g| g.label.clone()))
-        .bind(json("flow.record", f)?)
-        .execute(&mut *conn)
-        .await
-        .map_err(StoreError::sqlx("apply: insert flow"))?;
-    Ok(())
+/// One source row, folded over a batch (max confidence, evidence of the greatest rev).
+struct SourceFold {
+    confidence: f64,
+    evidence_rev: String,
+    layer: i64,
+    model_version: String,
+    detection_time: String,
+    evidence: String,
+    context_evidence: String,
 }
 
-async fn write_source(
-    conn: &mut SqliteConnection,
-    alert_id: Uuid,
-    alert_id_text: &str,
-    s: &AlertSource,
-) -> Result<(), StoreError> {
-    let detection_time = time::fmt(OP, "source.detection_time", s.detection_time)?;
-    let context_evidence = json("source.context_evidence", &s.context_evidence)?;
-    let layer = s.layer.to_string();
-    let content = ids::derive(&[
-        layer.as_bytes(),
-        s.model_version.as_bytes(),
-        s.evidence.as_bytes(),
-        context_evidence.as_bytes(),
-    ]);
-    let evidence_rev = format!("{detection_time}|{content}");
-    sqlx::query(UPSERT_SOURCE)
-        .bind(source_id(alert_id, &s.model_name).to_string())
-        .bind(alert_id_text)
-        .bind(i64::from(s.layer))
-        .bind(&s.model_name)
-        .bind(&s.model_version)
-        .bind(s.confidence)
-        .bind(detection_time)
-        .bind(&s.evidence)
-        .bind(context_evidence)
-        .bind(evidence_rev)
-        .execute(&mut *conn)
-        .await
-        .map_err(StoreError::sqlx("apply: upsert alert source"))?;
-    Ok(())
+impl SourceFold {
+    fn new(s: &AlertSource) -> Result<Self, StoreError> {
+        let detection_time = time::fmt(OP, "source.detection_time", s.detection_time)?;
+        let context_evidence = json("source.context_evidence", &s.context_evidence)?;
+        let layer = s.layer.to_string();
+        let content = ids::derive(&[
+            layer.as_bytes(),
+            s.model_version.as_bytes(),
+            s.evidence.as_bytes(),
+            context_evidence.as_bytes(),
+        ]);
+        Ok(Self {
+            confidence: s.confidence,
+            evidence_rev: format!("{detection_time}|{content}"),
+            layer: i64::from(s.layer),
+            model_version: s.model_version.clone(),
+            detection_time,
+            evidence: s.evidence.clone(),
+            context_evidence,
+        })
+    }
+
+    fn merge(&mut self, o: Self) {
+        let confidence = self.confidence.max(o.confidence);
+        if o.evidence_rev > self.evidence_rev {
+            *self = o;
+        }
+        self.confidence = confidence;
+    }
+
+    async fn upsert(
+        &self,
+        conn: &mut SqliteConnection,
+        alert_id: Uuid,
+        model_name: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(UPSERT_SOURCE)
+            .bind(source_id(alert_id, model_name).to_string())
+            .bind(alert_id.to_string())
+            .bind(self.layer)
+            .bind(model_name)
+            .bind(&self.model_version)
+            .bind(self.confidence)
+            .bind(&self.detection_time)
+            .bind(&self.evidence)
+            .bind(&self.context_evidence)
+            .bind(&self.evidence_rev)
+            .execute(&mut *conn)
+            .await
+            .map_err(StoreError::sqlx("apply: upsert alert source"))?;
+        Ok(())
+    }
+}
+
+struct FlowRow {
+    flow_id: String,
+    facility_id: String,
+    ts_start: String,
+    ts_end: String,
+    src_ip: String,
+    dst_ip: String,
+    dst_port: i64,
+    label: Option<String>,
+    record: String,
+}
+
+impl FlowRow {
+    fn new(f: &FlowRecord) -> Result<Self, StoreError> {
+        Ok(Self {
+            flow_id: f.flow_id.to_string(),
+            facility_id: f.facility_id.clone(),
+            ts_start: time::fmt(OP, "flow.ts_start", f.ts_start)?,
+            ts_end: time::fmt(OP, "flow.ts_end", f.ts_end)?,
+            src_ip: f.src_ip.to_string(),
+            dst_ip: f.dst_ip.to_string(),
+            dst_port: i64::from(f.dst_port),
+            label: f.ground_truth.as_ref().map(|g| g.label.clone()),
+            record: json("flow.record", f)?,
+        })
+    }
+}
+
+struct ClassificationRow {
+    id: String,
+    flow_id: String,
+    facility_id: String,
+    timestamp: String,
+    technique_id: String,
+    technique_name: String,
+    confidence: f64,
+    classifier: String,
+    classifier_version: String,
+    evidence: String,
+}
+
+impl ClassificationRow {
+    fn new(c: &AttackClassification) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: c.event_id.to_string(),
+            flow_id: c.flow_id.to_string(),
+            facility_id: c.facility_id.clone(),
+            timestamp: time::fmt(OP, "classification.timestamp", c.timestamp)?,
+            technique_id: c.technique_id.clone(),
+            technique_name: c.technique_name.clone(),
+            confidence: c.confidence,
+            classifier: c.classifier.clone(),
+            classifier_version: c.classifier_version.clone(),
+            evidence: json("classification.evidence", &c.evidence)?,
+        })
+    }
 }
 
 async fn write_prediction(
@@ -358,26 +555,5 @@ async fn write_prediction(
             .await
             .map_err(StoreError::sqlx("apply: insert predicted technique"))?;
     }
-    Ok(())
-}
-
-async fn write_classification(
-    conn: &mut SqliteConnection,
-    c: &AttackClassification,
-) -> Result<(), StoreError> {
-    sqlx::query(INSERT_CLASSIFICATION)
-        .bind(c.event_id.to_string())
-        .bind(c.flow_id.to_string())
-        .bind(&c.facility_id)
-        .bind(time::fmt(OP, "classification.timestamp", c.timestamp)?)
-        .bind(&c.technique_id)
-        .bind(&c.technique_name)
-        .bind(c.confidence)
-        .bind(&c.classifier)
-        .bind(&c.classifier_version)
-        .bind(json("classification.evidence", &c.evidence)?)
-        .execute(&mut *conn)
-        .await
-        .map_err(StoreError::sqlx("apply: insert classification"))?;
     Ok(())
 }

@@ -27,6 +27,9 @@ pub struct BenchPipelineArgs {
     /// Print one JSON object (the only output on stdout).
     #[arg(long)]
     pub json: bool,
+    /// Run without persistence (isolates the stages from SQLite).
+    #[arg(long)]
+    pub no_store: bool,
     #[command(flatten)]
     pub detect: DetectArgs,
 }
@@ -46,7 +49,7 @@ pub async fn pipeline(a: BenchPipelineArgs) -> Result<()> {
     let store = Store::open(&dir.path().join("bench.db").display().to_string()).await?;
     let bus = EmbeddedBus::new(EmbeddedConfig::default());
     let rules = wiring::rule_file(&a.detect, &topo)?;
-    let components = wiring::components(&a.detect, rules, Some(store.clone()))?;
+    let components = wiring::components(&a.detect, rules, (!a.no_store).then(|| store.clone()))?;
     let mut config = wiring::pipeline_config(&a.detect);
     config.detect_workers = a.detect_workers.max(1);
     let pipeline = Pipeline::start(bus, config, components)?;
@@ -67,8 +70,11 @@ pub async fn pipeline(a: BenchPipelineArgs) -> Result<()> {
         "latency_ms": latency.map(|(p50, p99)| json!({"p50": p50, "p99": p99})),
         "alerts": alerts,
         "attack_flows_classified": stats.attacks,
-        "alert_events_persisted": stats.persisted,
+        "events_persisted": stats.persisted,
+        "store": !a.no_store,
         "rejected": stats.rejected,
+        "incidents": stats.incidents,
+        "join_deadline_expired": stats.join_deadline_expired,
         "drained": drained,
         "generate_seconds": gen_seconds,
         "detect_workers": a.detect_workers.max(1),

@@ -71,7 +71,7 @@ async fn order_per_key_and_stable_partitioning() {
     let mut seen: HashMap<Vec<u8>, (u32, Vec<usize>)> = HashMap::new();
     let mut used_partitions = BTreeSet::new();
     for r in &records {
-        if r.key == b"sensor-1" {
+        if r.key[..] == b"sensor-1"[..] {
             assert_eq!(r.partition, 1);
             continue;
         }
@@ -79,7 +79,7 @@ async fn order_per_key_and_stable_partitioning() {
         used_partitions.insert(r.partition);
         let seq: usize = std::str::from_utf8(&r.payload).unwrap().parse().unwrap();
         let entry = seen
-            .entry(r.key.clone())
+            .entry(r.key.to_vec())
             .or_insert_with(|| (r.partition, Vec::new()));
         assert_eq!(entry.0, r.partition, "key moved partition");
         entry.1.push(seq);
@@ -124,7 +124,7 @@ async fn two_groups_each_receive_every_record() {
         let got = take(c, 100, true).await;
         let payloads: BTreeSet<String> = got
             .iter()
-            .map(|r| String::from_utf8(r.payload.clone()).unwrap())
+            .map(|r| String::from_utf8(r.payload.to_vec()).unwrap())
             .collect();
         assert_eq!(payloads, expected);
         assert!(
@@ -278,7 +278,7 @@ async fn send_waits_for_room_until_commit() {
         .unwrap()
         .unwrap();
     let ninth = take(&mut c, 1, true).await;
-    assert_eq!(ninth[0].payload, b"8");
+    assert_eq!(&ninth[0].payload[..], b"8");
     assert_eq!(ninth[0].offset, 8);
 }
 
@@ -438,7 +438,7 @@ async fn records_without_group_are_discarded() {
     assert_eq!(bus.lag("t", "late").await.unwrap(), 0);
     bus.send("t", vec![rec("k1", "kept")]).await.unwrap();
     let got = take(&mut c, 1, true).await;
-    assert_eq!(got[0].payload, b"kept");
+    assert_eq!(&got[0].payload[..], b"kept");
     let s = stats_of(&bus, "t");
     assert_eq!((s.sent, s.discarded), (21, 20));
 }
@@ -525,8 +525,8 @@ async fn poll_wakes_on_send_and_times_out_empty() {
     assert_eq!(got.len(), 1);
     let r = &got[0];
     assert_eq!(&*r.topic, "t");
-    assert_eq!(r.key, b"k");
-    assert_eq!(r.payload, b"hello");
+    assert_eq!(&r.key[..], b"k");
+    assert_eq!(&r.payload[..], b"hello");
     assert_eq!(r.header("origin_ms"), Some(&b"123"[..]));
     let now = now_ms();
     assert!(r.timestamp_ms <= now && r.timestamp_ms > now - 60_000);
@@ -634,7 +634,7 @@ async fn concurrent_producers_and_groups_keep_key_order() {
                             c.commit_batch(&batch).unwrap();
                             got.extend(batch.into_iter().map(|r| {
                                 let seq = u64::from_le_bytes(r.payload[..8].try_into().unwrap());
-                                (r.key, seq)
+                                (r.key.to_vec(), seq)
                             }));
                         }
                         Err(BusError::Closed) => return (c.group().to_owned(), got),
