@@ -262,9 +262,10 @@ pub struct AlertSource {
     pub context_evidence: serde_json::Value,
 }
 
-/// An alert update (`alerts`): an incident (facility, technique, source host) gained a flow.
+/// An alert update (`alerts`): an incident (facility, technique, source host) gained flows.
 /// `alert_id` identifies the incident; `event_id` this update. Sinks upsert by `alert_id`
-/// and link flows by (`alert_id`, `flow_id`), so replays change nothing.
+/// and link flows by (`alert_id`, `flow_id`), so replays change nothing. One update carries
+/// at most [`AlertEvent::MAX_FLOWS`] flows (a flood becomes a few updates, not thousands).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertEvent {
     pub schema_version: u16,
@@ -287,14 +288,20 @@ pub struct AlertEvent {
     pub src_ip: std::net::IpAddr,
     pub dst_ip: std::net::IpAddr,
     pub sources: Vec<AlertSource>,
-    /// The flow this update adds to the incident.
-    pub flow_id: Uuid,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub flow: Option<Box<FlowRecord>>,
+    /// The flows this update adds to the incident.
+    pub flow_ids: Vec<Uuid>,
+    /// Records of those flows, where the detectors attached them.
+    #[serde(default)]
+    pub flows: Vec<FlowRecord>,
     /// Model versions that produced the evidence, by detector.
     pub model_versions: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prediction: Option<AttackPrediction>,
+}
+
+impl AlertEvent {
+    /// Most flows one update carries.
+    pub const MAX_FLOWS: usize = 256;
 }
 
 impl Validate for AlertEvent {
@@ -307,6 +314,12 @@ impl Validate for AlertEvent {
         nonempty("facility_id", &self.facility_id)?;
         nonempty("attack_type", &self.attack_type)?;
         probability("correlation_confidence", self.correlation_confidence)?;
+        if self.flow_ids.is_empty() || self.flow_ids.len() > Self::MAX_FLOWS {
+            return Err(ValidationError::new(
+                "flow_ids",
+                format!("1 to {} flow ids", Self::MAX_FLOWS),
+            ));
+        }
         if self.last_seen < self.first_seen {
             return Err(ValidationError::new(
                 "last_seen",

@@ -57,6 +57,9 @@ pub fn severity(technique: &str, confidence: f64) -> Severity {
     }
 }
 
+/// Open incidents of one facility by (technique, source), and updates since eviction.
+type FacilityIncidents = (HashMap<(String, IpAddr), Incident>, u64);
+
 pub struct Correlator {
     predictor: Predictor,
     window: TimeDelta,
@@ -64,10 +67,9 @@ pub struct Correlator {
     /// Per facility: open incidents by (technique, source) and updates since the last
     /// eviction. Eviction compares with the facility's own clock, so how facilities
     /// interleave on the bus never changes which incidents exist.
-    incidents: HashMap<String, (HashMap<(String, IpAddr), Incident>, u64)>,
+    incidents: HashMap<String, FacilityIncidents>,
     /// Per facility: the technique and start of its latest incident.
     last: HashMap<String, (String, DateTime<Utc>)>,
-    seen: u64,
 }
 
 /// What one classification produced.
@@ -85,7 +87,6 @@ impl Correlator {
             top_k,
             incidents: HashMap::new(),
             last: HashMap::new(),
-            seen: 0,
         }
     }
 
@@ -94,7 +95,6 @@ impl Correlator {
     }
 
     pub fn on_classification(&mut self, c: &AttackClassification) -> Correlated {
-        self.seen += 1;
         let ts = c.timestamp;
         let window = self.window;
         let (open, updates) = self.incidents.entry(c.facility_id.clone()).or_default();
@@ -310,12 +310,41 @@ impl Correlator {
             src_ip: c.context.src_ip,
             dst_ip: c.context.dst_ip,
             sources,
-            flow_id: c.flow_id,
-            flow: c.flow.clone(),
+            flow_ids: vec![c.flow_id],
+            flows: c.flow.iter().map(|f| (**f).clone()).collect(),
             model_versions,
             prediction,
         }
     }
+}
+
+/// Folds a later update of the same incident into `acc`: flows are appended, times and
+/// severity widen, and the headline and evidence follow the most confident update.
+/// Hands `n` back when `acc` is full or `n` belongs to another alert.
+#[must_use = "an update that was not absorbed must be sent on its own"]
+pub fn absorb(acc: &mut AlertEvent, n: AlertEvent) -> Option<AlertEvent> {
+    if n.alert_id != acc.alert_id || acc.flow_ids.len() + n.flow_ids.len() > AlertEvent::MAX_FLOWS {
+        return Some(n);
+    }
+    acc.first_seen = acc.first_seen.min(n.first_seen);
+    acc.last_seen = acc.last_seen.max(n.last_seen);
+    acc.timestamp = acc.timestamp.max(n.timestamp);
+    acc.severity = acc.severity.max(n.severity);
+    if n.correlation_confidence > acc.correlation_confidence {
+        acc.correlation_confidence = n.correlation_confidence;
+        acc.title = n.title;
+        acc.description = n.description;
+        acc.correlation_summary = n.correlation_summary;
+        acc.sources = n.sources;
+        acc.dst_ip = n.dst_ip;
+    }
+    acc.model_versions = n.model_versions;
+    acc.flow_ids.extend(n.flow_ids);
+    acc.flows.extend(n.flows);
+    if acc.prediction.is_none() {
+        acc.prediction = n.prediction;
+    }
+    None
 }
 
 #[cfg(test)]
@@ -363,6 +392,12 @@ mod tests {
         }
     }
 
+    fn other_alert() -> AlertEvent {
+        correlator()
+            .on_classification(&class(99, "T0814", [10, 9, 9, 9], 0))
+            .alert
+    }
+
     fn correlator() -> Correlator {
         Correlator::new(
             Predictor::new(PredictorConfig::default(), None),
@@ -379,6 +414,11 @@ mod tests {
         assert!(a.new_incident && !b.new_incident);
         assert_eq!(a.alert.alert_id, b.alert.alert_id);
         assert_ne!(a.alert.event_id, b.alert.event_id);
+        let mut acc = a.alert.clone();
+        assert!(absorb(&mut acc, b.alert.clone()).is_none());
+        assert!(absorb(&mut acc, other_alert()).is_some());
+        assert_eq!(acc.flow_ids, vec![a.alert.flow_ids[0], b.alert.flow_ids[0]]);
+        assert_eq!(acc.last_seen, b.alert.last_seen);
         let p = a.prediction.expect("prediction for a new incident");
         assert_eq!(p.predicted.len(), 3);
         let other = c.on_classification(&class(3, "T0846", [10, 1, 3, 21], 11));

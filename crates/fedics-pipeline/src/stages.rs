@@ -3,6 +3,7 @@
 //! does its work, sends its output, and only then commits: at-least-once delivery, with
 //! idempotent ids downstream.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use fedics_core::{
 use fedics_detect::{Classifier, Detector, JoinedFlow};
 use fedics_store::{Store, WriteBatch};
 
-use crate::correlate::Correlator;
+use crate::correlate::{Correlator, absorb};
 use crate::join::{Completed, Join};
 use crate::stats::{LatencyRecorder, Stats, now_micros};
 
@@ -327,7 +328,9 @@ pub(crate) async fn correlate<B: Bus>(
         if batch.is_empty() {
             continue;
         }
-        let mut alerts = Vec::with_capacity(batch.len());
+        // One update per incident per batch (up to AlertEvent::MAX_FLOWS flows each).
+        let mut updates: Vec<AlertEvent> = Vec::new();
+        let mut open: HashMap<uuid::Uuid, usize> = HashMap::new();
         let mut predictions = Vec::new();
         for rec in &batch {
             let c: AttackClassification = match decode(&rec.payload) {
@@ -346,8 +349,19 @@ pub(crate) async fn correlate<B: Bus>(
             {
                 predictions.push(OutRecord::new(p.facility_id.as_bytes(), b));
             }
-            match encode(&r.alert) {
-                Ok(b) => alerts.push(OutRecord::new(r.alert.facility_id.as_bytes(), b)),
+            let pending = match open.get(&r.alert.alert_id) {
+                Some(&i) => absorb(&mut updates[i], r.alert),
+                None => Some(r.alert),
+            };
+            if let Some(a) = pending {
+                open.insert(a.alert_id, updates.len());
+                updates.push(a);
+            }
+        }
+        let mut alerts = Vec::with_capacity(updates.len());
+        for a in &updates {
+            match encode(a) {
+                Ok(b) => alerts.push(OutRecord::new(a.facility_id.as_bytes(), b)),
                 Err(e) => tracing::error!(stage = STAGE, error = %e, "cannot encode alert"),
             }
         }

@@ -488,7 +488,7 @@ impl Store {
         let done = sqlx::query("UPDATE alerts SET status = $1 WHERE id = $2")
             .bind(status.as_str())
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(StoreError::sqlx("set_alert_status"))?;
         Ok(done.rows_affected() > 0)
@@ -511,7 +511,7 @@ impl Store {
         .bind(at.is_some())
         .bind(at)
         .bind(id.to_string())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(StoreError::sqlx(OP))?;
         Ok(done.rows_affected() > 0)

@@ -235,8 +235,8 @@ fn event(
         src_ip: ip("10.0.0.66"),
         dst_ip: ip(&format!("10.0.1.{}", 10 + n % 3)),
         sources,
-        flow_id,
-        flow: Some(Box::new(flow_record(flow_id, facility, t(last), "T0855"))),
+        flow_ids: vec![flow_id],
+        flows: vec![flow_record(flow_id, facility, t(last), "T0855")],
         model_versions: BTreeMap::from([
             ("rules".to_string(), "rules-1".to_string()),
             ("iforest".to_string(), format!("iforest-{}", n % 2)),
@@ -326,7 +326,7 @@ fn sample_batch() -> WriteBatch {
     let classifications = alerts
         .iter()
         .enumerate()
-        .map(|(n, a)| classification(a.flow_id, n as u32))
+        .map(|(n, a)| classification(a.flow_ids[0], n as u32))
         .collect();
     let predictions = vec![prediction(
         uid(&["standalone"]),
@@ -923,7 +923,7 @@ async fn get_alert_has_sources_flows_and_predictions() {
         .alerts
         .iter()
         .filter(|a| a.alert_id == id)
-        .map(|a| a.flow_id)
+        .flat_map(|a| a.flow_ids.iter().copied())
         .collect();
     flows.sort();
     assert_eq!(d.flow_ids, flows);
@@ -955,7 +955,7 @@ async fn alert_flows_return_the_original_records() {
         .alerts
         .iter()
         .filter(|a| a.alert_id == id)
-        .map(|a| (**a.flow.as_ref().unwrap()).clone())
+        .flat_map(|a| a.flows.iter().cloned())
         .collect();
     want.sort_by_key(|f| (f.ts_start, f.flow_id));
     let got = db.store.alert_flows(id).await.unwrap();
@@ -964,7 +964,7 @@ async fn alert_flows_return_the_original_records() {
 
     // A flow linked without its record is counted but has no record to return.
     let mut bare = event(id, 9, Severity::Low, 300, 400, 0.5);
-    bare.flow = None;
+    bare.flows.clear();
     db.store
         .apply(&WriteBatch {
             alerts: vec![bare.clone()],
@@ -986,13 +986,13 @@ async fn alert_flows_return_the_original_records() {
 
     let alerted = db.store.flows_alerted().await.unwrap();
     assert_eq!(alerted.len(), 13);
-    assert_eq!(alerted[&bare.flow_id], "T0855");
+    assert_eq!(alerted[&bare.flow_ids[0]], "T0855");
     let with_flows = db.store.alert_ids_with_flows().await.unwrap();
     assert_eq!(with_flows.len(), 3);
     assert!(with_flows.windows(2).all(|w| w[0].0 < w[1].0));
     let inc3 = &with_flows.iter().find(|(a, _)| *a == id).unwrap().1;
     assert_eq!(inc3.len(), 5);
-    assert!(inc3.contains(&bare.flow_id));
+    assert!(inc3.contains(&bare.flow_ids[0]));
 }
 
 #[tokio::test]
@@ -1174,4 +1174,29 @@ async fn classifications_are_inserted_once() {
     assert_eq!(evidence, cs[0].evidence);
     // An empty batch is a no-op.
     db.store.apply(&WriteBatch::default()).await.unwrap();
+}
+
+/// Throughput probe (not a timed assertion): `cargo test --release -p fedics-store
+/// classification_throughput -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn classification_throughput() {
+    let db = fresh().await;
+    let all: Vec<AttackClassification> = (0..20_480u32)
+        .map(|n| classification(uid(&["flow", &n.to_string()]), n))
+        .collect();
+    let start = Instant::now();
+    for chunk in all.chunks(1024) {
+        let batch = WriteBatch {
+            classifications: chunk.to_vec(),
+            ..WriteBatch::default()
+        };
+        db.store.apply(&batch).await.unwrap();
+    }
+    let took = start.elapsed();
+    eprintln!(
+        "{} classifications in {took:?}: {:.0} rows/s",
+        all.len(),
+        all.len() as f64 / took.as_secs_f64()
+    );
 }

@@ -142,7 +142,7 @@ impl Store {
     /// * `status`, `facility_id`, `attack_type`, `src_ip` are written only by the first
     ///   insert: the pipeline never overwrites an analyst's status.
     ///
-    /// The update's flow is linked in `alert_flows` and its record, if attached, stored in
+    /// The update's flows are linked in `alert_flows` and their records, if attached, stored in
     /// `flows`; `flow_count` is recounted. Each source is one row per (alert, model name)
     /// with the highest confidence and the latest evidence (greatest detection time). An
     /// attached prediction is stored like one in `predictions`. Classifications and
@@ -156,6 +156,7 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         // Everything that can fail on encoding is prepared before the transaction opens.
         let mut alerts: BTreeMap<Uuid, AlertFold<'_>> = BTreeMap::new();
         let mut sources: BTreeMap<(Uuid, &str), SourceFold> = BTreeMap::new();
@@ -170,16 +171,19 @@ impl Store {
                     alerts.insert(a.alert_id, update);
                 }
             }
-            links.push((a.alert_id.to_string(), a.flow_id.to_string()));
-            if let Some(flow) = &a.flow {
-                if flow.flow_id != a.flow_id {
+            let alert_id = a.alert_id.to_string();
+            for f in &a.flow_ids {
+                links.push((alert_id.clone(), f.to_string()));
+            }
+            for flow in &a.flows {
+                if !a.flow_ids.contains(&flow.flow_id) {
                     tracing::warn!(
                         target: "fedics_store",
                         alert_id = %a.alert_id,
-                        event_flow_id = %a.flow_id,
                         record_flow_id = %flow.flow_id,
-                        "alert update carries a flow record of another flow"
+                        "alert update carries a flow record it does not link; stored anyway"
                     );
+                    links.push((alert_id.clone(), flow.flow_id.to_string()));
                 }
                 flows.push(FlowRow::new(flow)?);
             }
@@ -203,8 +207,9 @@ impl Store {
             .map(ClassificationRow::new)
             .collect::<Result<Vec<_>, _>>()?;
 
+        let prepared_ms = started.elapsed().as_secs_f64() * 1e3;
         let mut tx = self
-            .pool
+            .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(StoreError::sqlx("apply: begin"))?;
@@ -288,6 +293,8 @@ impl Store {
             alerts = batch.alerts.len(),
             classifications = batch.classifications.len(),
             predictions = batch.predictions.len(),
+            prepared_ms,
+            total_ms = started.elapsed().as_secs_f64() * 1e3,
             "batch applied"
         );
         Ok(())

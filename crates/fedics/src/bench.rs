@@ -55,17 +55,39 @@ pub async fn pipeline(a: BenchPipelineArgs) -> Result<()> {
     let pipeline = Pipeline::start(bus, config, components)?;
 
     let started = Instant::now();
+    // Notes when the last flow has been classified (the rest is persistence catching up).
+    let watch = {
+        let stats = pipeline.stats().clone();
+        let n = flows.len() as u64;
+        tokio::spawn(async move {
+            loop {
+                if stats.snapshot().flows_classified >= n {
+                    return started.elapsed().as_secs_f64();
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
     for chunk in flows.chunks(1024) {
         pipeline.publish(chunk).await?;
     }
+    let published_s = started.elapsed().as_secs_f64();
     let drained = pipeline.drain(Duration::from_secs(600)).await;
     let seconds = started.elapsed().as_secs_f64();
+    let classified_s = if watch.is_finished() {
+        watch.await.ok()
+    } else {
+        watch.abort();
+        None
+    };
     let latency = pipeline.latency().percentiles();
     let stats = pipeline.shutdown(Duration::from_secs(10)).await;
     let alerts = store.count_alerts().await?;
     let doc = json!({
         "flows": flows.len(),
         "seconds": seconds,
+        "published_s": published_s,
+        "all_classified_s": classified_s,
         "flows_per_s": flows.len() as f64 / seconds,
         "latency_ms": latency.map(|(p50, p99)| json!({"p50": p50, "p99": p99})),
         "alerts": alerts,
