@@ -69,7 +69,8 @@ mod tests;
 pub struct EmbeddedConfig {
     /// Partitions per topic (default 4; 0 is treated as 1).
     pub partitions: u32,
-    /// Records retained per partition before `send` waits (default 65 536; 0 is treated as 1).
+    /// Records retained per partition before `send` waits (default 32 768; 0 is treated as 1).
+    /// Small enough that a burst is held back by the producer, not buffered as cold memory.
     pub capacity: usize,
 }
 
@@ -77,7 +78,7 @@ impl Default for EmbeddedConfig {
     fn default() -> Self {
         Self {
             partitions: 4,
-            capacity: 65_536,
+            capacity: 8_192,
         }
     }
 }

@@ -60,7 +60,10 @@ pub struct AnomalyEvent {
     pub findings: Vec<RuleFinding>,
     #[serde(default)]
     pub top_features: Vec<FeatureContribution>,
-    pub context: FlowContext,
+    /// The flow's 5-tuple and times: on anomalous verdicts (what downstream stages need to
+    /// classify and alert); omitted on benign ones, which only complete the join.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<FlowContext>,
     /// The flow itself, attached only to anomalous verdicts so alerts can show it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow: Option<Box<FlowRecord>>,
@@ -87,6 +90,12 @@ impl Validate for AnomalyEvent {
         for (i, f) in self.top_features.iter().enumerate() {
             finite(&format!("top_features[{i}].value"), f.value)?;
             finite(&format!("top_features[{i}].contribution"), f.contribution)?;
+        }
+        if self.is_anomaly && self.context.is_none() {
+            return Err(ValidationError::new(
+                "context",
+                "the flow context on an anomalous verdict",
+            ));
         }
         Ok(())
     }
@@ -288,11 +297,9 @@ pub struct AlertEvent {
     pub src_ip: std::net::IpAddr,
     pub dst_ip: std::net::IpAddr,
     pub sources: Vec<AlertSource>,
-    /// The flows this update adds to the incident.
+    /// The flows this update adds to the incident (their records travel, and are stored,
+    /// with their classifications on `attack_classified`).
     pub flow_ids: Vec<Uuid>,
-    /// Records of those flows, where the detectors attached them.
-    #[serde(default)]
-    pub flows: Vec<FlowRecord>,
     /// Model versions that produced the evidence, by detector.
     pub model_versions: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

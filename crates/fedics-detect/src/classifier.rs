@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 use fedics_core::{AnomalyEvent, AttackClassification, FlowContext};
 use uuid::Uuid;
 
-/// All verdicts on one flow, as assembled by the join.
+/// All verdicts on one flow, as assembled by the join. Classifiers see the flows at least
+/// one detector flagged; `context` comes from a flagging verdict.
 #[derive(Debug, Clone, Copy)]
 pub struct JoinedFlow<'a> {
     pub flow_id: Uuid,
@@ -227,7 +228,7 @@ mod tests {
                     contribution: 0.5,
                 })
                 .collect(),
-            context: c,
+            context: Some(c),
             flow: None,
         }
     }

@@ -82,7 +82,7 @@ impl Verdict {
             abstain_reason: self.abstain_reason,
             findings: self.findings,
             top_features: self.top_features,
-            context: flow.context(),
+            context: self.is_anomaly.then(|| flow.context()),
             flow: self.is_anomaly.then(|| Box::new(flow.clone())),
         }
     }

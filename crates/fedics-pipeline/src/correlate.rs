@@ -311,7 +311,6 @@ impl Correlator {
             dst_ip: c.context.dst_ip,
             sources,
             flow_ids: vec![c.flow_id],
-            flows: c.flow.iter().map(|f| (**f).clone()).collect(),
             model_versions,
             prediction,
         }
@@ -340,7 +339,6 @@ pub fn absorb(acc: &mut AlertEvent, n: AlertEvent) -> Option<AlertEvent> {
     }
     acc.model_versions = n.model_versions;
     acc.flow_ids.extend(n.flow_ids);
-    acc.flows.extend(n.flows);
     if acc.prediction.is_none() {
         acc.prediction = n.prediction;
     }

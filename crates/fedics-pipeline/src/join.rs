@@ -193,7 +193,7 @@ mod tests {
             abstain_reason: None,
             findings: vec![],
             top_features: vec![],
-            context: FlowContext {
+            context: Some(FlowContext {
                 src_ip: std::net::IpAddr::from([10, 0, 0, 1]),
                 src_port: 1,
                 dst_ip: std::net::IpAddr::from([10, 0, 0, 2]),
@@ -202,7 +202,7 @@ mod tests {
                 ics_protocol: None,
                 ts_start: t,
                 ts_end: t,
-            },
+            }),
             flow: None,
         }
     }

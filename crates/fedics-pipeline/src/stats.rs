@@ -23,6 +23,11 @@ pub struct Stats {
     pub rejected: AtomicU64,
     pub persisted: AtomicU64,
     pub store_errors: AtomicU64,
+    /// Nanoseconds each stage spent working on batches (not waiting for them).
+    pub busy_detect_ns: AtomicU64,
+    pub busy_classify_ns: AtomicU64,
+    pub busy_predict_ns: AtomicU64,
+    pub busy_persist_ns: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -42,6 +47,10 @@ pub struct StatsSnapshot {
     pub rejected: u64,
     pub persisted: u64,
     pub store_errors: u64,
+    pub busy_detect_ns: u64,
+    pub busy_classify_ns: u64,
+    pub busy_predict_ns: u64,
+    pub busy_persist_ns: u64,
 }
 
 impl Stats {
@@ -58,6 +67,11 @@ impl Stats {
         };
         c.fetch_add(1, Ordering::Relaxed);
         self.incidents.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds the time since `since` to a stage's busy counter.
+    pub fn busy(c: &AtomicU64, since: std::time::Instant) {
+        c.fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
 
     pub fn snapshot(&self) -> StatsSnapshot {
@@ -77,6 +91,10 @@ impl Stats {
             rejected: g(&self.rejected),
             persisted: g(&self.persisted),
             store_errors: g(&self.store_errors),
+            busy_detect_ns: g(&self.busy_detect_ns),
+            busy_classify_ns: g(&self.busy_classify_ns),
+            busy_predict_ns: g(&self.busy_predict_ns),
+            busy_persist_ns: g(&self.busy_persist_ns),
         }
     }
 }

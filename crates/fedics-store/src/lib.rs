@@ -43,8 +43,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use error::StoreError;
 pub use model::{
-    AlertDetail, AlertPage, AlertQuery, AlertRow, AlertSourceRow, AlertStats, PredictionRow,
-    WriteBatch,
+    AlertDetail, AlertPage, AlertQuery, AlertRow, AlertSourceRow, AlertStats, ClassificationRecord,
+    PredictionRow, StoredFlow, WriteBatch,
 };
 pub use time::truncate as truncate_time;
 pub use write::{predicted_technique_id, source_id};

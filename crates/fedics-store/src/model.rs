@@ -5,7 +5,8 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 use fedics_core::{
-    AlertEvent, AlertStatus, AttackClassification, AttackPrediction, PredictedTechnique, Severity,
+    AlertEvent, AlertStatus, AttackClassification, AttackPrediction, FlowRecord,
+    PredictedTechnique, Severity,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -14,8 +15,88 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Default)]
 pub struct WriteBatch {
     pub alerts: Vec<AlertEvent>,
-    pub classifications: Vec<AttackClassification>,
+    pub classifications: Vec<ClassificationRecord>,
     pub predictions: Vec<AttackPrediction>,
+}
+
+/// A classification as stored: the event's columns, with its evidence as JSON text. Built
+/// from an [`AttackClassification`] with [`ClassificationRecord::from_event`], or directly
+/// by a consumer that already holds the evidence as JSON (no decode/encode round trip).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassificationRecord {
+    pub id: Uuid,
+    pub flow_id: Uuid,
+    pub facility_id: String,
+    pub timestamp: DateTime<Utc>,
+    pub technique_id: String,
+    pub technique_name: String,
+    pub confidence: f64,
+    pub classifier: String,
+    pub classifier_version: String,
+    /// `AttackClassification::evidence` as a JSON array.
+    pub evidence_json: String,
+    /// The classified flow, when the event carried its record.
+    pub flow: Option<StoredFlow>,
+}
+
+/// A flow record as stored: the columns the store indexes, and the record as JSON text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredFlow {
+    pub flow_id: Uuid,
+    pub facility_id: String,
+    pub ts_start: DateTime<Utc>,
+    pub ts_end: DateTime<Utc>,
+    pub src_ip: std::net::IpAddr,
+    pub dst_ip: std::net::IpAddr,
+    pub dst_port: u16,
+    /// Ground-truth label, when the flow carried one.
+    pub label: Option<String>,
+    /// The whole `FlowRecord` as JSON.
+    pub record_json: String,
+}
+
+impl StoredFlow {
+    pub fn from_record(f: &FlowRecord) -> Result<Self, crate::StoreError> {
+        Ok(Self {
+            flow_id: f.flow_id,
+            facility_id: f.facility_id.clone(),
+            ts_start: f.ts_start,
+            ts_end: f.ts_end,
+            src_ip: f.src_ip,
+            dst_ip: f.dst_ip,
+            dst_port: f.dst_port,
+            label: f.ground_truth.as_ref().map(|g| g.label.clone()),
+            record_json: serde_json::to_string(f).map_err(|e| crate::StoreError::Encode {
+                op: "flow",
+                field: "record",
+                message: e.to_string(),
+            })?,
+        })
+    }
+}
+
+impl ClassificationRecord {
+    pub fn from_event(c: &AttackClassification) -> Result<Self, crate::StoreError> {
+        Ok(Self {
+            id: c.event_id,
+            flow_id: c.flow_id,
+            facility_id: c.facility_id.clone(),
+            timestamp: c.timestamp,
+            technique_id: c.technique_id.clone(),
+            technique_name: c.technique_name.clone(),
+            confidence: c.confidence,
+            classifier: c.classifier.clone(),
+            classifier_version: c.classifier_version.clone(),
+            evidence_json: serde_json::to_string(&c.evidence).map_err(|e| {
+                crate::StoreError::Encode {
+                    op: "classification",
+                    field: "evidence",
+                    message: e.to_string(),
+                }
+            })?,
+            flow: c.flow.as_deref().map(StoredFlow::from_record).transpose()?,
+        })
+    }
 }
 
 impl WriteBatch {

@@ -236,7 +236,6 @@ fn event(
         dst_ip: ip(&format!("10.0.1.{}", 10 + n % 3)),
         sources,
         flow_ids: vec![flow_id],
-        flows: vec![flow_record(flow_id, facility, t(last), "T0855")],
         model_versions: BTreeMap::from([
             ("rules".to_string(), "rules-1".to_string()),
             ("iforest".to_string(), format!("iforest-{}", n % 2)),
@@ -245,6 +244,15 @@ fn event(
     };
     ev.validate().expect("valid alert event");
     ev
+}
+
+/// The record of an alert update's flow, as the sample batch's classifications carry it.
+fn flow_of(a: &AlertEvent) -> FlowRecord {
+    flow_record(a.flow_ids[0], &a.facility_id, a.last_seen, "T0855")
+}
+
+fn record(c: &AttackClassification) -> crate::ClassificationRecord {
+    crate::ClassificationRecord::from_event(c).unwrap()
 }
 
 fn classification(flow_id: Uuid, n: u32) -> AttackClassification {
@@ -326,7 +334,11 @@ fn sample_batch() -> WriteBatch {
     let classifications = alerts
         .iter()
         .enumerate()
-        .map(|(n, a)| classification(a.flow_ids[0], n as u32))
+        .map(|(n, a)| {
+            let mut c = classification(a.flow_ids[0], n as u32);
+            c.flow = Some(Box::new(flow_of(a)));
+            record(&c)
+        })
         .collect();
     let predictions = vec![prediction(
         uid(&["standalone"]),
@@ -955,7 +967,7 @@ async fn alert_flows_return_the_original_records() {
         .alerts
         .iter()
         .filter(|a| a.alert_id == id)
-        .flat_map(|a| a.flows.iter().cloned())
+        .map(flow_of)
         .collect();
     want.sort_by_key(|f| (f.ts_start, f.flow_id));
     let got = db.store.alert_flows(id).await.unwrap();
@@ -963,8 +975,7 @@ async fn alert_flows_return_the_original_records() {
     assert!(db.store.alert_flows(Uuid::nil()).await.unwrap().is_empty());
 
     // A flow linked without its record is counted but has no record to return.
-    let mut bare = event(id, 9, Severity::Low, 300, 400, 0.5);
-    bare.flows.clear();
+    let bare = event(id, 9, Severity::Low, 300, 400, 0.5);
     db.store
         .apply(&WriteBatch {
             alerts: vec![bare.clone()],
@@ -1159,7 +1170,7 @@ async fn classifications_are_inserted_once() {
         .map(|n| classification(uid(&["f", &n.to_string()]), n))
         .collect();
     let batch = WriteBatch {
-        classifications: cs.clone(),
+        classifications: cs.iter().map(record).collect(),
         ..Default::default()
     };
     db.store.apply(&batch).await.unwrap();
@@ -1188,7 +1199,7 @@ async fn classification_throughput() {
     let start = Instant::now();
     for chunk in all.chunks(1024) {
         let batch = WriteBatch {
-            classifications: chunk.to_vec(),
+            classifications: chunk.iter().map(record).collect(),
             ..WriteBatch::default()
         };
         db.store.apply(&batch).await.unwrap();

@@ -8,13 +8,11 @@
 
 use std::collections::BTreeMap;
 
-use fedics_core::{
-    AlertEvent, AlertSource, AttackClassification, AttackPrediction, FlowRecord, Severity, ids,
-};
+use fedics_core::{AlertEvent, AlertSource, AttackPrediction, Severity, ids};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
-use crate::model::WriteBatch;
+use crate::model::{ClassificationRecord, StoredFlow, WriteBatch};
 use crate::{Store, StoreError, time};
 
 const OP: &str = "apply";
@@ -142,8 +140,8 @@ impl Store {
     /// * `status`, `facility_id`, `attack_type`, `src_ip` are written only by the first
     ///   insert: the pipeline never overwrites an analyst's status.
     ///
-    /// The update's flows are linked in `alert_flows` and their records, if attached, stored in
-    /// `flows`; `flow_count` is recounted. Each source is one row per (alert, model name)
+    /// The update's flows are linked in `alert_flows`; `flow_count` is recounted. Flow
+    /// records arrive with their classifications and are stored in `flows`. Each source is one row per (alert, model name)
     /// with the highest confidence and the latest evidence (greatest detection time). An
     /// attached prediction is stored like one in `predictions`. Classifications and
     /// predictions are inserted once by event id.
@@ -175,18 +173,6 @@ impl Store {
             for f in &a.flow_ids {
                 links.push((alert_id.clone(), f.to_string()));
             }
-            for flow in &a.flows {
-                if !a.flow_ids.contains(&flow.flow_id) {
-                    tracing::warn!(
-                        target: "fedics_store",
-                        alert_id = %a.alert_id,
-                        record_flow_id = %flow.flow_id,
-                        "alert update carries a flow record it does not link; stored anyway"
-                    );
-                    links.push((alert_id.clone(), flow.flow_id.to_string()));
-                }
-                flows.push(FlowRow::new(flow)?);
-            }
             for src in &a.sources {
                 let update = SourceFold::new(src)?;
                 match sources.get_mut(&(a.alert_id, src.model_name.as_str())) {
@@ -206,6 +192,20 @@ impl Store {
             .iter()
             .map(ClassificationRow::new)
             .collect::<Result<Vec<_>, _>>()?;
+        for c in &batch.classifications {
+            if let Some(f) = &c.flow {
+                if f.flow_id != c.flow_id {
+                    tracing::warn!(
+                        target: "fedics_store",
+                        classification = %c.id,
+                        flow_id = %c.flow_id,
+                        record_flow_id = %f.flow_id,
+                        "classification carries the record of another flow; stored under its own id"
+                    );
+                }
+                flows.push(FlowRow::new(f)?);
+            }
+        }
 
         let prepared_ms = started.elapsed().as_secs_f64() * 1e3;
         let mut tx = self
@@ -481,7 +481,7 @@ struct FlowRow {
 }
 
 impl FlowRow {
-    fn new(f: &FlowRecord) -> Result<Self, StoreError> {
+    fn new(f: &StoredFlow) -> Result<Self, StoreError> {
         Ok(Self {
             flow_id: f.flow_id.to_string(),
             facility_id: f.facility_id.clone(),
@@ -490,8 +490,8 @@ impl FlowRow {
             src_ip: f.src_ip.to_string(),
             dst_ip: f.dst_ip.to_string(),
             dst_port: i64::from(f.dst_port),
-            label: f.ground_truth.as_ref().map(|g| g.label.clone()),
-            record: json("flow.record", f)?,
+            label: f.label.clone(),
+            record: f.record_json.clone(),
         })
     }
 }
@@ -510,9 +510,9 @@ struct ClassificationRow {
 }
 
 impl ClassificationRow {
-    fn new(c: &AttackClassification) -> Result<Self, StoreError> {
+    fn new(c: &ClassificationRecord) -> Result<Self, StoreError> {
         Ok(Self {
-            id: c.event_id.to_string(),
+            id: c.id.to_string(),
             flow_id: c.flow_id.to_string(),
             facility_id: c.facility_id.clone(),
             timestamp: time::fmt(OP, "classification.timestamp", c.timestamp)?,
@@ -521,7 +521,7 @@ impl ClassificationRow {
             confidence: c.confidence,
             classifier: c.classifier.clone(),
             classifier_version: c.classifier_version.clone(),
-            evidence: json("classification.evidence", &c.evidence)?,
+            evidence: c.evidence_json.clone(),
         })
     }
 }

@@ -102,6 +102,12 @@ pub async fn pipeline(a: BenchPipelineArgs) -> Result<()> {
         "detect_workers": a.detect_workers.max(1),
         "sites": a.sites,
         "peak_rss_mb": wiring::peak_rss_mb(),
+        "stage_busy_s": {
+            "detect": stats.busy_detect_ns as f64 / 1e9,
+            "classify": stats.busy_classify_ns as f64 / 1e9,
+            "predict": stats.busy_predict_ns as f64 / 1e9,
+            "persist": stats.busy_persist_ns as f64 / 1e9,
+        },
     });
     if a.json {
         println!("{doc}");
