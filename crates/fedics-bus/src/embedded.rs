@@ -69,7 +69,7 @@ mod tests;
 pub struct EmbeddedConfig {
     /// Partitions per topic (default 4; 0 is treated as 1).
     pub partitions: u32,
-    /// Records retained per partition before `send` waits (default 32 768; 0 is treated as 1).
+    /// Records retained per partition before `send` waits (default 8 192; 0 is treated as 1).
     /// Small enough that a burst is held back by the producer, not buffered as cold memory.
     pub capacity: usize,
 }

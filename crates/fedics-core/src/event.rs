@@ -41,6 +41,7 @@ pub struct AnomalyEvent {
     pub event_id: Uuid,
     pub flow_id: Uuid,
     pub facility_id: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub timestamp: DateTime<Utc>,
     /// Detector name (`rules`, `iforest`, later `lstm_ae`, ...).
     pub detector: String,
@@ -56,9 +57,9 @@ pub struct AnomalyEvent {
     /// Why the detector abstained (e.g. model still training).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abstain_reason: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub findings: Vec<RuleFinding>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub top_features: Vec<FeatureContribution>,
     /// The flow's 5-tuple and times: on anomalous verdicts (what downstream stages need to
     /// classify and alert); omitted on benign ones, which only complete the join.
@@ -140,6 +141,7 @@ pub struct AttackClassification {
     pub event_id: Uuid,
     pub flow_id: Uuid,
     pub facility_id: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub timestamp: DateTime<Utc>,
     /// ATT&CK for ICS technique id, or `"unknown"` for an anomaly no evidence maps to a technique.
     pub technique_id: String,
@@ -191,6 +193,7 @@ pub struct AttackPrediction {
     pub schema_version: u16,
     pub event_id: Uuid,
     pub facility_id: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub timestamp: DateTime<Utc>,
     pub alert_id: Uuid,
     pub current_technique: String,
@@ -265,6 +268,7 @@ pub struct AlertSource {
     pub model_name: String,
     pub model_version: String,
     pub confidence: f64,
+    #[serde(with = "crate::time::rfc3339")]
     pub detection_time: DateTime<Utc>,
     pub evidence: String,
     #[serde(default)]
@@ -281,8 +285,11 @@ pub struct AlertEvent {
     pub event_id: Uuid,
     pub alert_id: Uuid,
     pub facility_id: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub timestamp: DateTime<Utc>,
+    #[serde(with = "crate::time::rfc3339")]
     pub first_seen: DateTime<Utc>,
+    #[serde(with = "crate::time::rfc3339")]
     pub last_seen: DateTime<Utc>,
     pub severity: Severity,
     pub title: String,
@@ -354,6 +361,7 @@ pub struct FlEvent {
     pub schema_version: u16,
     pub event_id: Uuid,
     pub facility_id: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub timestamp: DateTime<Utc>,
     pub round_id: u64,
     pub role: FlRole,

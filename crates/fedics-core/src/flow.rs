@@ -153,7 +153,9 @@ pub struct FlowRecord {
     pub schema_version: u16,
     pub flow_id: Uuid,
     pub facility_id: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub ts_start: DateTime<Utc>,
+    #[serde(with = "crate::time::rfc3339")]
     pub ts_end: DateTime<Utc>,
     pub duration_ms: f64,
     pub src_ip: IpAddr,
@@ -242,6 +244,8 @@ pub struct FlowContext {
     pub transport: Transport,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ics_protocol: Option<IcsProtocol>,
+    #[serde(with = "crate::time::rfc3339")]
     pub ts_start: DateTime<Utc>,
+    #[serde(with = "crate::time::rfc3339")]
     pub ts_end: DateTime<Utc>,
 }

@@ -16,6 +16,7 @@ pub mod codec;
 pub mod event;
 pub mod flow;
 pub mod ids;
+pub mod time;
 
 /// Schema version carried by every event. Consumers reject any other version.
 pub const SCHEMA_VERSION: u16 = 1;

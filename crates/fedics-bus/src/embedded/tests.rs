@@ -557,7 +557,7 @@ async fn topics_lazy_and_explicit() {
     let names: Vec<String> = bus.stats().into_iter().map(|s| s.name).collect();
     assert_eq!(names, vec!["explicit", "lazy", "zero"]);
     assert_eq!(EmbeddedConfig::default().partitions, 4);
-    assert_eq!(EmbeddedConfig::default().capacity, 65_536);
+    assert_eq!(EmbeddedConfig::default().capacity, 8_192);
 
     // The explicit capacity applies.
     let _c = bus.subscribe("explicit", "g").unwrap();
