@@ -234,40 +234,78 @@ impl RuleFile {
                 )
             }
         };
-        let technique = |rule: &str, t: &Option<String>| match t {
-            Some(t) if fedics_core::attack::technique(t).is_none() => bad(
-                rule,
-                "technique",
-                &format!("an ATT&CK for ICS technique id such as T0846 (found `{t}`)"),
-            ),
-            _ => Ok(()),
-        };
-        let weight = |rule: &str, w: f64| {
-            if (0.0..=1.0).contains(&w) {
-                Ok(())
-            } else {
-                bad(rule, "weight", "a number in [0, 1]")
-            }
-        };
         for t in &self.tags {
             if !t.scale.is_finite() || t.scale == 0.0 || !t.offset.is_finite() {
                 return bad(&t.name, "scale", "a finite, non-zero number");
             }
         }
+        // What every rule carries: a known technique (if any) and a weight in [0, 1].
+        let mut common: Vec<(&str, Option<&str>, f64)> = Vec::new();
+        common.extend(
+            self.range
+                .iter()
+                .map(|r| (r.name.as_str(), r.technique.as_deref(), r.weight)),
+        );
+        common.extend(
+            self.rate_of_change
+                .iter()
+                .map(|r| (r.name.as_str(), r.technique.as_deref(), r.weight)),
+        );
+        common.extend(
+            self.interlock
+                .iter()
+                .map(|r| (r.name.as_str(), r.technique.as_deref(), r.weight)),
+        );
+        if let Some(r) = &self.function_codes {
+            common.push((r.name.as_str(), r.technique.as_deref(), r.weight));
+            common.extend(
+                r.map
+                    .iter()
+                    .map(|m| (r.name.as_str(), Some(m.technique.as_str()), r.weight)),
+            );
+        }
+        for r in [&self.unauthorized_write, &self.rogue_server]
+            .into_iter()
+            .flatten()
+        {
+            common.push((r.name.as_str(), r.technique.as_deref(), r.weight));
+        }
+        if let Some(r) = &self.write_sweep {
+            common.push((r.name.as_str(), r.technique.as_deref(), r.weight));
+        }
+        if let Some(r) = &self.scan_hosts {
+            common.push((r.name.as_str(), r.technique.as_deref(), r.weight));
+        }
+        if let Some(r) = &self.scan_ports {
+            common.push((r.name.as_str(), r.technique.as_deref(), r.weight));
+        }
+        if let Some(r) = &self.flood {
+            common.push((r.name.as_str(), r.technique.as_deref(), r.weight));
+        }
+        for (name, t, w) in common {
+            if let Some(t) = t
+                && fedics_core::attack::technique(t).is_none()
+            {
+                return bad(
+                    name,
+                    "technique",
+                    &format!("an ATT&CK for ICS technique id such as T0846 (found `{t}`)"),
+                );
+            }
+            if !(0.0..=1.0).contains(&w) {
+                return bad(name, "weight", "a number in [0, 1]");
+            }
+        }
+        // Kind-specific fields.
         for r in &self.range {
             known_tag(&r.name, "tag", &r.tag)?;
-            technique(&r.name, &r.technique)?;
-            weight(&r.name, r.weight)?;
             if r.min.is_nan() || r.max.is_nan() || r.min > r.max {
                 return bad(&r.name, "min", "a number not above max");
             }
         }
         for r in &self.rate_of_change {
             known_tag(&r.name, "tag", &r.tag)?;
-            technique(&r.name, &r.technique)?;
-            weight(&r.name, r.weight)?;
-            if r.max_per_s.is_nan() || r.max_per_s <= 0.0 || r.deadband.is_nan() || r.deadband < 0.0
-            {
+            if !positive(r.max_per_s) || r.deadband.is_nan() || r.deadband < 0.0 {
                 return bad(
                     &r.name,
                     "max_per_s",
@@ -278,67 +316,38 @@ impl RuleFile {
         for r in &self.interlock {
             known_tag(&r.name, "when.tag", &r.when.tag)?;
             known_tag(&r.name, "require.tag", &r.require.tag)?;
-            technique(&r.name, &r.technique)?;
-            weight(&r.name, r.weight)?;
         }
-        if let Some(r) = &self.function_codes {
-            technique(&r.name, &r.technique)?;
-            weight(&r.name, r.weight)?;
-            for m in &r.map {
-                technique(&r.name, &Some(m.technique.clone()))?;
+        let windowed = |name: &str, field: &str, count: usize, window: f64| {
+            if count < 2 || !positive(window) {
+                bad(name, field, "at least 2, with a positive window_s")
+            } else {
+                Ok(())
             }
-        }
-        for r in [&self.unauthorized_write, &self.rogue_server]
-            .into_iter()
-            .flatten()
-        {
-            technique(&r.name, &r.technique)?;
-            weight(&r.name, r.weight)?;
-        }
+        };
         if let Some(r) = &self.write_sweep {
-            technique(&r.name, &r.technique)?;
-            weight(&r.name, r.weight)?;
-            if r.distinct_addresses < 2 || !positive(r.window_s) {
-                return bad(
-                    &r.name,
-                    "distinct_addresses",
-                    "at least 2, with a positive window_s",
-                );
-            }
+            windowed(
+                &r.name,
+                "distinct_addresses",
+                r.distinct_addresses,
+                r.window_s,
+            )?;
         }
         if let Some(r) = &self.scan_hosts {
-            technique(&r.name, &r.technique)?;
-            weight(&r.name, r.weight)?;
-            if r.distinct_hosts < 2 || !positive(r.window_s) {
-                return bad(
-                    &r.name,
-                    "distinct_hosts",
-                    "at least 2, with a positive window_s",
-                );
-            }
+            windowed(&r.name, "distinct_hosts", r.distinct_hosts, r.window_s)?;
         }
         if let Some(r) = &self.scan_ports {
-            technique(&r.name, &r.technique)?;
-            weight(&r.name, r.weight)?;
-            if r.distinct_ports < 2 || !positive(r.window_s) {
-                return bad(
-                    &r.name,
-                    "distinct_ports",
-                    "at least 2, with a positive window_s",
-                );
-            }
+            windowed(&r.name, "distinct_ports", r.distinct_ports, r.window_s)?;
         }
-        if let Some(r) = &self.flood {
-            technique(&r.name, &r.technique)?;
-            weight(&r.name, r.weight)?;
-            if r.flows_per_s < 2 || !positive(r.packets_per_s) || !positive(r.max_mean_packet_bytes)
-            {
-                return bad(
-                    &r.name,
-                    "flows_per_s",
-                    "at least 2, with a positive packets_per_s",
-                );
-            }
+        if let Some(r) = &self.flood
+            && (r.flows_per_s < 2
+                || !positive(r.packets_per_s)
+                || !positive(r.max_mean_packet_bytes))
+        {
+            return bad(
+                &r.name,
+                "flows_per_s",
+                "at least 2, with positive packets_per_s and max_mean_packet_bytes",
+            );
         }
         Ok(())
     }

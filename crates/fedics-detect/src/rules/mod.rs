@@ -109,6 +109,9 @@ pub struct RuleEngine {
     version: String,
     tag_index: HashMap<(ModbusTable, u16), usize>,
     tag_names: HashMap<String, usize>,
+    /// Per tag: the range rules and the rate-of-change rules that watch it.
+    range_by_tag: Vec<Vec<usize>>,
+    rate_by_tag: Vec<Vec<usize>>,
     fc_allowed: [bool; 256],
     fc_technique: HashMap<u8, String>,
     inventories: HashMap<String, Inventory>,
@@ -145,6 +148,17 @@ impl RuleEngine {
             .enumerate()
             .map(|(i, t)| (t.name.clone(), i))
             .collect();
+        let by_tag = |names: &mut dyn Iterator<Item = &str>| {
+            let mut v = vec![Vec::new(); file.tags.len()];
+            for (k, name) in names.enumerate() {
+                if let Some(i) = file.tags.iter().position(|t| t.name == name) {
+                    v[i].push(k);
+                }
+            }
+            v
+        };
+        let range_by_tag = by_tag(&mut file.range.iter().map(|r| r.tag.as_str()));
+        let rate_by_tag = by_tag(&mut file.rate_of_change.iter().map(|r| r.tag.as_str()));
         let mut fc_allowed = [true; 256];
         let mut fc_technique = HashMap::new();
         if let Some(r) = &file.function_codes {
@@ -173,6 +187,8 @@ impl RuleEngine {
             version,
             tag_index,
             tag_names,
+            range_by_tag,
+            rate_by_tag,
             fc_allowed,
             fc_technique,
             inventories,
@@ -377,25 +393,12 @@ impl RuleEngine {
         for wr in &ics.writes {
             if let Some((i, v)) = tag_value(wr.table, wr.address, wr.value) {
                 written.insert(i, v);
-                for r in self
-                    .file
-                    .range
-                    .iter()
-                    .filter(|r| self.tag_names.get(&r.tag) == Some(&i))
-                {
-                    if v < r.min || v > r.max {
-                        out.push(finding(
-                            &r.name,
-                            "range",
-                            &r.technique,
-                            r.weight,
-                            format!(
-                                "{} wrote {} = {v} to {server} unit {unit}, outside [{}, {}]",
-                                flow.src_ip, r.tag, r.min, r.max
-                            ),
-                        ));
-                    }
-                }
+                out_of_range(&self.file.range, &self.range_by_tag[i], v, &mut out, |r| {
+                    format!(
+                        "{} wrote {} = {v} to {server} unit {unit}, outside [{}, {}]",
+                        flow.src_ip, r.tag, r.min, r.max
+                    )
+                });
             }
         }
         if !written.is_empty() {
@@ -435,32 +438,17 @@ impl RuleEngine {
                 continue;
             };
             touched = true;
-            for r in self
-                .file
-                .range
-                .iter()
-                .filter(|r| self.tag_names.get(&r.tag) == Some(&i))
-            {
-                if v < r.min || v > r.max {
-                    out.push(finding(
-                        &r.name,
-                        "range",
-                        &r.technique,
-                        r.weight,
-                        format!(
-                            "{server} unit {unit} reported {} = {v}, outside [{}, {}]",
-                            r.tag, r.min, r.max
-                        ),
-                    ));
-                }
-            }
+            out_of_range(&self.file.range, &self.range_by_tag[i], v, &mut out, |r| {
+                format!(
+                    "{server} unit {unit} reported {} = {v}, outside [{}, {}]",
+                    r.tag, r.min, r.max
+                )
+            });
             if let Some(&(prev, t_prev)) = state.tags.get(&(server, unit, i)) {
                 let dt = (t_end - t_prev).max(0.0);
-                for r in self
-                    .file
-                    .rate_of_change
+                for r in self.rate_by_tag[i]
                     .iter()
-                    .filter(|r| self.tag_names.get(&r.tag) == Some(&i))
+                    .map(|&k| &self.file.rate_of_change[k])
                 {
                     let allowed = r.max_per_s * dt + r.deadband;
                     if (v - prev).abs() > allowed {
@@ -501,6 +489,27 @@ impl RuleEngine {
             }
         }
         out
+    }
+}
+
+/// Pushes a `range` finding for every rule in `rules[watching]` that `v` violates.
+fn out_of_range(
+    rules: &[RangeRule],
+    watching: &[usize],
+    v: f64,
+    out: &mut Vec<RuleFinding>,
+    describe: impl Fn(&RangeRule) -> String,
+) {
+    for r in watching.iter().map(|&k| &rules[k]) {
+        if v < r.min || v > r.max {
+            out.push(finding(
+                &r.name,
+                "range",
+                &r.technique,
+                r.weight,
+                describe(r),
+            ));
+        }
     }
 }
 
