@@ -32,6 +32,13 @@ pub enum DecodeError {
         column: usize,
         message: String,
     },
+    /// Well-formed JSON of the wrong shape: a missing field, a value of the wrong type.
+    #[error("invalid event at line {line} column {column}: {message}")]
+    Shape {
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("unsupported schema_version {found} (this build reads version {expected})")]
     SchemaVersion { found: u64, expected: u16 },
     #[error("invalid event: {0}")]
@@ -43,6 +50,7 @@ impl DecodeError {
     pub fn reason(&self) -> &'static str {
         match self {
             DecodeError::Json { .. } => "malformed_json",
+            DecodeError::Shape { .. } => "invalid_field",
             DecodeError::SchemaVersion { .. } => "schema_version",
             DecodeError::Invalid(_) => "invalid_field",
         }
@@ -86,12 +94,25 @@ pub fn decode<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, DecodeE
                     expected: SCHEMA_VERSION,
                 });
             }
-            Err(DecodeError::Json {
-                line: e.line(),
-                column: e.column(),
-                message: e.to_string(),
-            })
+            Err(from_serde(&e))
         }
+    }
+}
+
+/// Maps a serde_json error to a syntax error or a shape error (missing or mistyped field).
+pub fn from_serde(e: &serde_json::Error) -> DecodeError {
+    let (line, column, message) = (e.line(), e.column(), e.to_string());
+    match e.classify() {
+        serde_json::error::Category::Data => DecodeError::Shape {
+            line,
+            column,
+            message,
+        },
+        _ => DecodeError::Json {
+            line,
+            column,
+            message,
+        },
     }
 }
 

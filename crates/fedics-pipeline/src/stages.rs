@@ -479,11 +479,7 @@ fn decode_for_store(bytes: &[u8]) -> Result<ClassificationRecord, DecodeError> {
         // Same probe as the full decoder: report a newer producer as such.
         match decode::<AttackClassification>(bytes) {
             Err(d @ DecodeError::SchemaVersion { .. }) => d,
-            _ => DecodeError::Json {
-                line: e.line(),
-                column: e.column(),
-                message: e.to_string(),
-            },
+            _ => fedics_core::codec::from_serde(&e),
         }
     })?;
     if c.schema_version != SCHEMA_VERSION {

@@ -32,10 +32,7 @@ fn bad_flow_payloads(good: &FlowRecord) -> Vec<(Vec<u8>, &'static str)> {
             serde_json::to_vec(&wrong_version).expect("json"),
             "schema_version",
         ),
-        (
-            serde_json::to_vec(&missing).expect("json"),
-            "malformed_json",
-        ),
+        (serde_json::to_vec(&missing).expect("json"), "invalid_field"),
         (nan.into_bytes(), "malformed_json"),
         (
             serde_json::to_vec(&negative).expect("json"),
@@ -43,7 +40,7 @@ fn bad_flow_payloads(good: &FlowRecord) -> Vec<(Vec<u8>, &'static str)> {
         ),
         (
             serde_json::to_vec(&wrong_type).expect("json"),
-            "malformed_json",
+            "invalid_field",
         ),
     ]
 }

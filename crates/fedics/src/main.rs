@@ -60,6 +60,11 @@ pub struct DetectArgs {
     /// Benign-looking flows per facility before its Isolation Forest is trained.
     #[arg(long, default_value_t = 1024)]
     pub iforest_train: usize,
+    /// Train the Isolation Forest on the flows of this JSON Lines file (e.g. from
+    /// `fedics simulate --no-attacks` or a capture of normal operation) instead of on each
+    /// facility's first flows; one model serves every facility.
+    #[arg(long)]
+    pub iforest_train_file: Option<PathBuf>,
     /// How long the join waits for a flow's missing detector verdicts (ms).
     #[arg(long, default_value_t = 2000)]
     pub join_deadline_ms: u64,
@@ -73,6 +78,7 @@ fn main() -> Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -3,8 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use fedics_detect::iforest_detector::{IForestDetector, IForestDetectorConfig};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use fedics_core::{FlowRecord, decode};
+use fedics_detect::features::flow_features;
+use fedics_detect::iforest_detector::{IForestDetector, IForestDetectorConfig, IForestModel};
 use fedics_detect::rules::{AssetInventory, DEFAULT_RULES, RuleFile, RulesDetector};
 use fedics_detect::{Detector, EvidenceClassifier};
 use fedics_intel::{AttackBundle, Predictor, PredictorConfig};
@@ -58,15 +62,58 @@ pub fn predictor(args: &DetectArgs) -> Result<Predictor> {
     Ok(Predictor::new(PredictorConfig::default(), bundle.as_ref()))
 }
 
+/// Fits an Isolation Forest on the flows of a JSON Lines file. Lines that are not valid
+/// flows are reported (line number and reason) and skipped; an empty result is an error.
+pub fn iforest_from_file(path: &Path, config: &IForestDetectorConfig) -> Result<IForestModel> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut rows = Vec::new();
+    let (mut good, mut bad) = (0usize, 0usize);
+    for (n, line) in std::io::BufRead::lines(std::io::BufReader::new(file)).enumerate() {
+        let line = line.with_context(|| format!("reading {} line {}", path.display(), n + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match decode::<FlowRecord>(line.as_bytes()) {
+            Ok(f) => {
+                rows.extend_from_slice(&flow_features(&f));
+                good += 1;
+            }
+            Err(e) => {
+                bad += 1;
+                if bad <= 10 {
+                    tracing::warn!(file = %path.display(), line = n + 1, reason = e.reason(), error = %e, "skipping a line that is not a valid flow");
+                }
+            }
+        }
+    }
+    if good < 2 {
+        bail!(
+            "{}: {good} valid flows ({bad} rejected); at least 2 are needed to train",
+            path.display()
+        );
+    }
+    let model = IForestModel::fit(&rows, config, chrono::Utc::now())?;
+    tracing::info!(file = %path.display(), flows = good, rejected = bad, version = %model.version, threshold = model.threshold, "isolation forest trained from file");
+    Ok(model)
+}
+
 pub fn components(args: &DetectArgs, rules: RuleFile, store: Option<Store>) -> Result<Components> {
     let iforest = IForestDetectorConfig {
         train_size: args.iforest_train.max(16),
         ..IForestDetectorConfig::default()
     };
+    let pretrained = match &args.iforest_train_file {
+        Some(p) => Some(iforest_from_file(p, &iforest)?),
+        None => None,
+    };
     let factory: DetectorFactory = Arc::new(move || {
+        let forest = match &pretrained {
+            Some(m) => IForestDetector::with_model(iforest.clone(), m.clone()),
+            None => IForestDetector::new(iforest.clone()),
+        };
         vec![
             Box::new(RulesDetector::new(rules.clone())) as Box<dyn Detector>,
-            Box::new(IForestDetector::new(iforest.clone())),
+            Box::new(forest),
         ]
     });
     Ok(Components {
