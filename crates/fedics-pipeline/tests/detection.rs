@@ -37,6 +37,7 @@ async fn seeded_campaigns_are_detected_with_few_false_positives() {
     // model-based count only through their effect: the rules cover them.
     let mut per: BTreeMap<String, (usize, usize, BTreeMap<String, usize>)> = BTreeMap::new();
     let (mut benign, mut fp) = (0usize, 0usize);
+    let mut fp_as: BTreeMap<String, usize> = BTreeMap::new();
     for f in &flows {
         let label = f
             .ground_truth
@@ -47,6 +48,9 @@ async fn seeded_campaigns_are_detected_with_few_false_positives() {
         if label == "benign" {
             benign += 1;
             fp += usize::from(hit.is_some());
+            if let Some(t) = hit {
+                *fp_as.entry(t.clone()).or_default() += 1;
+            }
         } else {
             let e = per.entry(label).or_default();
             e.0 += 1;
@@ -61,7 +65,7 @@ async fn seeded_campaigns_are_detected_with_few_false_positives() {
     for (t, (n, d, as_)) in &per {
         println!("{t:9} {n:6} {d:9} {:7.3}  {as_:?}", *d as f64 / *n as f64);
     }
-    println!("benign flows {benign}, false positives {fp}, FPR {fpr:.4}");
+    println!("benign flows {benign}, false positives {fp}, FPR {fpr:.4}, alerted as {fp_as:?}");
     println!("pipeline stats: {stats:?}");
 
     for t in ["T0846", "T0840", "T0814", "T0855", "T0806"] {

@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
 use std::net::IpAddr;
 
-use fedics_core::{FlowRecord, IcsProtocol, ModbusTable, RuleFinding};
+use fedics_core::{FlowRecord, IcsProtocol, ModbusTable, RuleFinding, Transport};
 
 pub use config::{
     AssetInventory, CodeMapping, Condition, DEFAULT_RULES, FloodRule, FunctionCodeRule,
@@ -212,8 +212,12 @@ impl RuleEngine {
         state.seq += 1;
         state.gc(t);
         let packets = flow.total_packets();
+        // A probe (scan or flood packet) carries no application data: a short TCP flow
+        // without PSH. DNS lookups and short polls are not probes.
+        let dataless = flow.transport == Transport::Tcp && flow.tcp_flags.psh == 0;
 
         if let Some(r) = &self.file.scan_hosts
+            && dataless
             && packets <= r.max_packets
         {
             let n =
@@ -236,6 +240,7 @@ impl RuleEngine {
             }
         }
         if let Some(r) = &self.file.scan_ports
+            && dataless
             && packets <= r.max_packets
         {
             let n = state
@@ -257,7 +262,7 @@ impl RuleEngine {
             }
         }
         if let Some(r) = &self.file.flood {
-            if packets <= r.max_packets {
+            if dataless && packets <= r.max_packets {
                 let n = state
                     .flood
                     .entry((flow.dst_ip, flow.dst_port))

@@ -322,3 +322,20 @@ fn rule_file_errors_name_the_rule_and_field() {
         .to_string();
     assert!(err.contains("bogus"), "{err}");
 }
+
+#[test]
+fn only_dataless_tcp_flows_count_as_probes() {
+    let mut e = engine();
+    // DNS lookups to many resolvers are UDP: not a host scan.
+    for i in 0..30u8 {
+        let mut f = flow(f64::from(i) * 0.1, IT, &format!("10.1.3.{i}"), 53);
+        f.transport = Transport::Udp;
+        assert!(e.inspect(&f).is_empty());
+    }
+    // Short polls carrying Modbus data to one PLC are not a flood.
+    for i in 0..40 {
+        let mut f = flow(10.0 + f64::from(i) * 0.02, HMI, PLC, 502);
+        f.tcp_flags.psh = 2;
+        assert!(!kinds(&e.inspect(&f)).contains(&"flood"), "poll {i}");
+    }
+}
