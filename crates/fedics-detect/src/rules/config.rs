@@ -33,6 +33,8 @@ pub struct RuleFile {
     #[serde(default)]
     pub rogue_server: Option<SimpleRule>,
     #[serde(default)]
+    pub bulk_transfer: Option<BulkTransferRule>,
+    #[serde(default)]
     pub scan_hosts: Option<ScanHostsRule>,
     #[serde(default)]
     pub scan_ports: Option<ScanPortsRule>,
@@ -138,6 +140,17 @@ pub struct WriteSweepRule {
     pub name: String,
     pub distinct_addresses: usize,
     pub window_s: f64,
+    pub technique: Option<String>,
+    pub weight: f64,
+}
+
+/// Large transfers crossing into the OT zone: bytes delivered to an inventoried OT host
+/// (PLC or writer) by a host outside the inventory, in either direction of the flow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkTransferRule {
+    pub name: String,
+    pub min_bytes: u64,
     pub technique: Option<String>,
     pub weight: f64,
 }
@@ -272,6 +285,12 @@ impl RuleFile {
         }
         if let Some(r) = &self.write_sweep {
             common.push((r.name.as_str(), r.technique.as_deref(), r.weight));
+        }
+        if let Some(r) = &self.bulk_transfer {
+            common.push((r.name.as_str(), r.technique.as_deref(), r.weight));
+            if r.min_bytes == 0 {
+                return bad(&r.name, "min_bytes", "a positive number of bytes");
+            }
         }
         if let Some(r) = &self.scan_hosts {
             common.push((r.name.as_str(), r.technique.as_deref(), r.weight));

@@ -15,9 +15,9 @@ use std::net::IpAddr;
 use fedics_core::{FlowRecord, IcsProtocol, ModbusTable, RuleFinding, Transport};
 
 pub use config::{
-    AssetInventory, CodeMapping, Condition, DEFAULT_RULES, FloodRule, FunctionCodeRule,
-    InterlockRule, RangeRule, RateRule, RuleFile, ScanHostsRule, ScanPortsRule, SimpleRule, Tag,
-    WriteSweepRule,
+    AssetInventory, BulkTransferRule, CodeMapping, Condition, DEFAULT_RULES, FloodRule,
+    FunctionCodeRule, InterlockRule, RangeRule, RateRule, RuleFile, ScanHostsRule, ScanPortsRule,
+    SimpleRule, Tag, WriteSweepRule,
 };
 
 use crate::{Detector, Verdict};
@@ -297,6 +297,36 @@ impl RuleEngine {
                         ),
                     ));
                 }
+            }
+        }
+
+        if let (Some(r), Some(inv)) = (
+            &self.file.bulk_transfer,
+            self.inventories.get(&flow.facility_id),
+        ) {
+            let ot = |ip: &IpAddr| inv.plcs.contains(ip) || inv.writers.contains(ip);
+            // Bytes that reached an OT host from outside the inventory.
+            let delivered = match (ot(&flow.src_ip), ot(&flow.dst_ip)) {
+                (false, true) => flow.fwd.bytes,
+                (true, false) => flow.bwd.bytes,
+                _ => 0,
+            };
+            if delivered >= r.min_bytes {
+                let (outside, inside) = if ot(&flow.dst_ip) {
+                    (flow.src_ip, flow.dst_ip)
+                } else {
+                    (flow.dst_ip, flow.src_ip)
+                };
+                out.push(finding(
+                    &r.name,
+                    "bulk_transfer",
+                    &r.technique,
+                    r.weight,
+                    format!(
+                        "{delivered} bytes moved from {outside} (outside the asset inventory) to OT host {inside} on port {} (threshold {})",
+                        flow.dst_port, r.min_bytes
+                    ),
+                ));
             }
         }
 

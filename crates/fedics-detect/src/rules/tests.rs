@@ -290,7 +290,7 @@ fn flood_by_connection_rate_and_packet_rate() {
         bytes: 14_000_000,
     };
     bulk.duration_ms = 1000.0;
-    assert!(e.inspect(&bulk).is_empty());
+    assert!(!kinds(&e.inspect(&bulk)).contains(&"flood"));
 }
 
 #[test]
@@ -338,4 +338,42 @@ fn only_dataless_tcp_flows_count_as_probes() {
         f.tcp_flags.psh = 2;
         assert!(!kinds(&e.inspect(&f)).contains(&"flood"), "poll {i}");
     }
+}
+
+#[test]
+fn bulk_transfer_into_ot_zone() {
+    let mut e = engine();
+    // 20 MB pushed from an IT host to the engineering workstation.
+    let mut up = flow(0.0, IT, EWS, 445);
+    up.fwd = DirStats {
+        packets: 14_000,
+        bytes: 20_000_000,
+    };
+    up.tcp_flags.psh = 10;
+    let f = e.inspect(&up);
+    assert_eq!(kinds(&f), vec!["bulk_transfer"]);
+    assert_eq!(f[0].technique.as_deref(), Some("T0867"));
+    // The workstation downloading 20 MB from outside crosses the zone too.
+    let mut down = flow(1.0, EWS, "10.1.3.5", 445);
+    down.bwd = DirStats {
+        packets: 14_000,
+        bytes: 20_000_000,
+    };
+    down.tcp_flags.psh = 10;
+    assert_eq!(kinds(&e.inspect(&down)), vec!["bulk_transfer"]);
+    // Small transfers and transfers between IT hosts do not.
+    let mut small = flow(2.0, IT, EWS, 445);
+    small.fwd = DirStats {
+        packets: 100,
+        bytes: 2_000_000,
+    };
+    small.tcp_flags.psh = 10;
+    assert!(e.inspect(&small).is_empty());
+    let mut it = flow(3.0, IT, "10.1.3.5", 445);
+    it.fwd = DirStats {
+        packets: 14_000,
+        bytes: 50_000_000,
+    };
+    it.tcp_flags.psh = 10;
+    assert!(e.inspect(&it).is_empty());
 }
