@@ -23,6 +23,9 @@ pub struct JoinedFlow<'a> {
     pub verdicts: &'a [AnomalyEvent],
     /// Detectors whose verdict missed the join deadline.
     pub missing: &'a [String],
+    /// The flow record (flagging detectors attach it), for classifiers that work on the
+    /// flow's own features, such as a supervised model.
+    pub flow: Option<&'a fedics_core::FlowRecord>,
 }
 
 /// A classifier's answer for an attack flow.
@@ -250,6 +253,7 @@ mod tests {
             context: c,
             verdicts: vs,
             missing: &[],
+            flow: None,
         })
     }
 

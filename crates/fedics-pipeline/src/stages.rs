@@ -280,6 +280,7 @@ async fn emit<B: Bus>(
             context,
             verdicts: &c.verdicts,
             missing: &c.missing,
+            flow: c.verdicts.iter().find_map(|v| v.flow.as_deref()),
         };
         let Some(class) = classifier.classify(&joined) else {
             continue;
