@@ -388,8 +388,64 @@ pub(crate) async fn correlate<B: Bus>(
     }
 }
 
-/// `alerts` (or `attack_classified`) → store. A failing store is retried with backoff and
-/// nothing is committed until the write succeeded: good data is never dropped.
+/// Writes a batch: transient failures (database busy, I/O) are retried with backoff until
+/// they pass — nothing is committed before, so good data is never dropped; a permanent
+/// failure (a record the store cannot accept) splits the batch to store every good record
+/// and reject, count and log the bad ones, so one record can never block a partition.
+pub async fn write(store: &Store, wb: WriteBatch, stats: &Stats, stage: &'static str) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match store.apply(&wb).await {
+            Ok(()) => return,
+            Err(e) if e.is_permanent() => break,
+            Err(e) => {
+                Stats::add(&stats.store_errors, 1);
+                metrics::counter!("fedics_store_errors_total").increment(1);
+                tracing::error!(stage, error = %e, retry_in_ms = backoff.as_millis() as u64, "store write failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    // One record at a time, to find the ones the store refuses.
+    let singles = wb
+        .alerts
+        .into_iter()
+        .map(|a| WriteBatch {
+            alerts: vec![a],
+            ..WriteBatch::default()
+        })
+        .chain(wb.classifications.into_iter().map(|c| WriteBatch {
+            classifications: vec![c],
+            ..WriteBatch::default()
+        }))
+        .chain(wb.predictions.into_iter().map(|p| WriteBatch {
+            predictions: vec![p],
+            ..WriteBatch::default()
+        }));
+    for one in singles {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match store.apply(&one).await {
+                Ok(()) => break,
+                Err(e) if e.is_permanent() => {
+                    Stats::add(&stats.rejected, 1);
+                    metrics::counter!("fedics_rejects_total", "stage" => stage, "reason" => "store_refused").increment(1);
+                    tracing::warn!(stage, error = %e, "store refused a record; rejected");
+                    break;
+                }
+                Err(e) => {
+                    Stats::add(&stats.store_errors, 1);
+                    tracing::error!(stage, error = %e, retry_in_ms = backoff.as_millis() as u64, "store write failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+}
+
+/// `alerts` (or `attack_classified`) → store (see [`write`]).
 pub(crate) async fn persist<C: Consumer>(
     mut consumer: C,
     store: Store,
@@ -414,23 +470,9 @@ pub(crate) async fn persist<C: Consumer>(
                 reject(&ctx.stats, stage, rec, &e);
             }
         }
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match store.apply(&wb).await {
-                Ok(()) => break,
-                Err(e) => {
-                    Stats::add(&ctx.stats.store_errors, 1);
-                    metrics::counter!("fedics_store_errors_total").increment(1);
-                    tracing::error!(stage, error = %e, retry_in_ms = backoff.as_millis() as u64, "store write failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
-        Stats::add(
-            &ctx.stats.persisted,
-            (wb.alerts.len() + wb.classifications.len()) as u64,
-        );
+        let n = (wb.alerts.len() + wb.classifications.len()) as u64;
+        write(&store, wb, &ctx.stats, stage).await;
+        Stats::add(&ctx.stats.persisted, n);
         commit(&mut consumer, &batch, stage);
         Stats::busy(&ctx.stats.busy_persist_ns, started);
     }

@@ -30,6 +30,20 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether retrying the same write can never succeed: the data itself is at fault (a
+    /// value the store cannot represent, a constraint it violates), not the database's
+    /// state. Writers split such a batch to find and reject the bad record.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            StoreError::Encode { .. } => true,
+            StoreError::Sqlx {
+                source: sqlx::Error::Database(db),
+                ..
+            } => !matches!(db.kind(), sqlx::error::ErrorKind::Other),
+            _ => false,
+        }
+    }
+
     /// `map_err` adapter: wraps a `sqlx::Error` with the operation that failed.
     pub(crate) fn sqlx(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
         move |source| StoreError::Sqlx { op, source }
