@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use fedics_sensors::{SimConfig, Simulator};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -31,6 +31,15 @@ pub struct SimulateArgs {
     /// Also write the campaign schedule (ground truth of stages) as JSON.
     #[arg(long)]
     pub plan: Option<PathBuf>,
+    /// Simulated time of the first flow (RFC 3339). With the `sim_start` of a demo's
+    /// `demo-state.json` and the same seed and sites, this reproduces what that demo saw.
+    #[arg(long, value_parser = parse_time)]
+    pub start: Option<DateTime<Utc>>,
+}
+
+fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    fedics_core::time::parse(s)
+        .map_err(|e| format!("expected an RFC 3339 time such as 2026-01-01T00:00:00Z: {e}"))
 }
 
 pub async fn run(a: SimulateArgs) -> Result<()> {
@@ -40,7 +49,9 @@ pub async fn run(a: SimulateArgs) -> Result<()> {
         attacks: !a.no_attacks,
         ..SimConfig::default()
     };
-    if a.rate.is_some() {
+    if let Some(start) = a.start {
+        config.start = start;
+    } else if a.rate.is_some() {
         config.start = Utc::now();
     }
     let mut sim = Simulator::new(config);
