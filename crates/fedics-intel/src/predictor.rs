@@ -14,7 +14,8 @@
 //! otherwise the negative difference closest to zero. The unnormalised weight is
 //!
 //! ```text
-//! w(i→j) = exp(-beta · d)                    d ≥ 0  (same tactic: 1, forward: decays)
+//! w(i→j) = exp(-beta · |d - step|)           d ≥ 0  (peaks `step` tactics ahead; default 1:
+//!                                                    the next tactic of the kill chain)
 //!        = floor · exp(-beta · |d|)           d < 0  (backward: a small floor)
 //! w(i→i) = self_weight · exp(0)                      (repeating the same technique)
 //! ```
@@ -75,11 +76,14 @@ const CHECKPOINT_FORMAT: u32 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PredictorConfig {
-    /// Decay rate of the weight per tactic step (≥ 0).
+    /// Decay rate of the weight per tactic step away from `step` (≥ 0).
     pub beta: f64,
+    /// The most likely forward distance in tactics (≥ 0): 1 means the adversary most likely
+    /// moves on to the next tactic of the matrix; 0 means it most likely stays in its tactic.
+    pub step: f64,
     /// Multiplier of backward steps (≥ 0).
     pub floor: f64,
-    /// Weight of repeating the current technique, relative to a same-tactic step (≥ 0).
+    /// Weight of repeating the current technique (a step at the peak distance weighs 1; ≥ 0).
     pub self_weight: f64,
     /// Strength of the co-use factor (≥ 0).
     pub gamma: f64,
@@ -91,6 +95,7 @@ impl Default for PredictorConfig {
     fn default() -> Self {
         Self {
             beta: 0.5,
+            step: 1.0,
             floor: 0.02,
             self_weight: 0.3,
             gamma: 1.0,
@@ -107,6 +112,7 @@ impl PredictorConfig {
         let ok = |v: f64| v.is_finite() && v >= 0.0;
         Self {
             beta: if ok(self.beta) { self.beta } else { d.beta },
+            step: if ok(self.step) { self.step } else { d.step },
             floor: if ok(self.floor) { self.floor } else { d.floor },
             self_weight: if ok(self.self_weight) {
                 self.self_weight
@@ -331,7 +337,7 @@ impl Predictor {
                     config.self_weight
                 } else {
                     let base = if d >= 0 {
-                        (-config.beta * f64::from(d)).exp()
+                        (-config.beta * (f64::from(d) - config.step).abs()).exp()
                     } else {
                         config.floor * (-config.beta * f64::from(-d)).exp()
                     };

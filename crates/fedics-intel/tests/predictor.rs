@@ -365,3 +365,20 @@ fn serde_round_trip_keeps_the_model() {
     assert!(serde_json::from_value::<Predictor>(v).is_err());
     assert!(serde_json::from_str::<Predictor>("{}").is_err());
 }
+
+#[test]
+fn prior_expects_the_next_tactic_of_the_kill_chain() {
+    // Without counts or a bundle, the most likely step after Discovery is Lateral Movement.
+    let p = Predictor::new(PredictorConfig::default(), None);
+    let discovery = min_order("T0846");
+    let top = p.predict("f", "T0846", 1);
+    assert_eq!(min_order(&top[0].technique_id), discovery + 1, "{top:?}");
+    // Staying in the tactic is less likely than moving one step, more than jumping far.
+    let same = p.probability("f", "T0846", "T0840");
+    let next = p.probability("f", "T0846", &top[0].technique_id);
+    let far = p.probability("f", "T0846", "T0831");
+    assert!(next > same && same > far, "{next} {same} {far}");
+    // With step 0 the same tactic is the most likely.
+    let stay = Predictor::new(PredictorConfig { step: 0.0, ..PredictorConfig::default() }, None);
+    assert_eq!(min_order(&stay.predict("f", "T0846", 1)[0].technique_id), discovery);
+}
