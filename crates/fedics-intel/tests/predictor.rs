@@ -379,6 +379,15 @@ fn prior_expects_the_next_tactic_of_the_kill_chain() {
     let far = p.probability("f", "T0846", "T0831");
     assert!(next > same && same > far, "{next} {same} {far}");
     // With step 0 the same tactic is the most likely.
-    let stay = Predictor::new(PredictorConfig { step: 0.0, ..PredictorConfig::default() }, None);
-    assert_eq!(min_order(&stay.predict("f", "T0846", 1)[0].technique_id), discovery);
+    let stay = Predictor::new(
+        PredictorConfig {
+            step: 0.0,
+            ..PredictorConfig::default()
+        },
+        None,
+    );
+    assert_eq!(
+        min_order(&stay.predict("f", "T0846", 1)[0].technique_id),
+        discovery
+    );
 }

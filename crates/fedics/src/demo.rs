@@ -111,6 +111,19 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     let topo = sim.topology();
     let rules_path = a.data_dir.join("rules.toml");
     let mut detect = a.detect.clone();
+    if detect.attack_bundle.is_none() {
+        // A bundle copied into the data dir (with MITRE's licence beside it) is picked up.
+        detect.attack_bundle = ["ics-attack.json.gz", "ics-attack.json"]
+            .iter()
+            .map(|n| a.data_dir.join(n))
+            .find(|p| p.is_file());
+    }
+    if let Some(bundle) = &detect.attack_bundle {
+        let licence = bundle.with_file_name("LICENSE-ATTACK.txt");
+        if !licence.is_file() {
+            tracing::warn!(bundle = %bundle.display(), "MITRE's ATT&CK licence (LICENSE-ATTACK.txt) is not next to the bundle; it must travel with every copy");
+        }
+    }
     if detect.rules.is_none() {
         if !rules_path.exists() {
             std::fs::write(&rules_path, wiring::default_rules_text(&topo))
