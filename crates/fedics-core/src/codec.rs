@@ -119,7 +119,10 @@ pub fn from_serde(e: &serde_json::Error) -> DecodeError {
 /// Encodes an event as JSON. Serialising our own types cannot fail (no maps with
 /// non-string keys, no foreign `Serialize` impls), but the error is still surfaced.
 pub fn encode<T: Serialize>(event: &T) -> Result<Vec<u8>, serde_json::Error> {
-    serde_json::to_vec(event)
+    // Sized for a typical event, so most encodings never regrow the buffer.
+    let mut buf = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut buf, event)?;
+    Ok(buf)
 }
 
 pub(crate) fn version(v: u16) -> Result<(), ValidationError> {
