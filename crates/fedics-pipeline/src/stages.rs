@@ -453,7 +453,7 @@ pub(crate) async fn persist<C: Consumer>(
     ctx: Arc<StageCtx>,
 ) {
     let stage = what.stage();
-    while let Some(batch) = poll(&mut consumer, ctx.batch.max(1024), POLL_TIMEOUT, stage).await {
+    while let Some(batch) = poll(&mut consumer, ctx.batch.max(4096), POLL_TIMEOUT, stage).await {
         if batch.is_empty() {
             continue;
         }
