@@ -334,16 +334,20 @@ impl EmbeddedBus {
         );
     }
 
-    /// Counters of every topic, sorted by name.
-    pub fn stats(&self) -> Vec<TopicStats> {
-        let topics: Vec<Arc<Topic>> = self
-            .inner
+    /// A snapshot of the topic table (the lock is released before the caller works).
+    fn all_topics(&self) -> Vec<Arc<Topic>> {
+        self.inner
             .topics
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .values()
             .cloned()
-            .collect();
+            .collect()
+    }
+
+    /// Counters of every topic, sorted by name.
+    pub fn stats(&self) -> Vec<TopicStats> {
+        let topics = self.all_topics();
         let mut stats: Vec<TopicStats> = topics
             .iter()
             .map(|t| TopicStats {
@@ -541,14 +545,7 @@ impl Bus for EmbeddedBus {
     /// Closes the bus and wakes every waiting producer and consumer. Idempotent.
     fn close(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
-        let topics: Vec<Arc<Topic>> = self
-            .inner
-            .topics
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let topics = self.all_topics();
         for t in topics {
             t.room.notify_waiters();
             t.data.notify_waiters();

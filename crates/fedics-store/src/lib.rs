@@ -23,7 +23,7 @@
 //!   Flow records keep their exact times: they are stored whole, as JSON.
 //! * JSON documents (`context_analysis`, `tactic_ids`, `model_versions`, evidence, flow
 //!   records) are `TEXT`.
-//! * SQL uses `$n` placeholders and `INSERT … ON CONFLICT … DO UPDATE/NOTHING`, which both
+//! * SQL uses `$n` bind parameters and `INSERT … ON CONFLICT … DO UPDATE/NOTHING`, which both
 //!   engines accept.
 
 mod error;
