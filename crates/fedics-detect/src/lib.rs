@@ -66,7 +66,16 @@ impl Verdict {
 
     /// The `anomalies` event for this verdict. The flow record is attached only to
     /// anomalous verdicts, so alerts can show it without shipping every flow downstream.
-    pub fn into_event(self, detector: &str, layer: u8, flow: &FlowRecord) -> AnomalyEvent {
+    ///
+    /// `attach_flow` lets a stage that runs several detectors on one flow attach the record
+    /// to only one of its anomalous verdicts: the join needs it once per flow.
+    pub fn into_event(
+        self,
+        detector: &str,
+        layer: u8,
+        flow: &FlowRecord,
+        attach_flow: bool,
+    ) -> AnomalyEvent {
         AnomalyEvent {
             schema_version: SCHEMA_VERSION,
             event_id: ids::child(flow.flow_id, detector),
@@ -83,7 +92,7 @@ impl Verdict {
             findings: self.findings,
             top_features: self.top_features,
             context: self.is_anomaly.then(|| flow.context()),
-            flow: self.is_anomaly.then(|| Box::new(flow.clone())),
+            flow: (self.is_anomaly && attach_flow).then(|| Box::new(flow.clone())),
         }
     }
 }

@@ -159,9 +159,13 @@ pub(crate) async fn detect<B: Bus>(
                 let v = d.inspect(&flow, &verdicts);
                 verdicts.push(v);
             }
+            let mut attached = false;
             for (d, v) in detectors.iter().zip(verdicts) {
                 anomalies += u64::from(v.is_anomaly);
-                let ev = v.into_event(d.name(), d.layer(), &flow);
+                // The record travels once per flow, with its first anomalous verdict.
+                let attach = v.is_anomaly && !attached;
+                attached |= attach;
+                let ev = v.into_event(d.name(), d.layer(), &flow, attach);
                 match encode(&ev) {
                     Ok(p) => out.push(with_origin(
                         OutRecord::new(flow.facility_id.as_bytes(), p),
@@ -316,8 +320,9 @@ async fn emit<B: Bus>(
         }
     }
     ctx.latency.record_batch(&lat);
+    let latency = metrics::histogram!("fedics_flow_latency_seconds");
     for l in &lat {
-        metrics::histogram!("fedics_flow_latency_seconds").record(f64::from(*l) / 1e6);
+        latency.record(f64::from(*l) / 1e6);
     }
     Stats::add(&ctx.stats.flows_classified, n);
     Stats::add(&ctx.stats.attacks, out.len() as u64);

@@ -216,10 +216,10 @@ impl Store {
         for (id, a) in &alerts {
             a.upsert(&mut tx, *id).await?;
         }
-        for chunk in links.chunks(ROWS_PER_STATEMENT) {
+        for chunk in owned_chunks(links) {
             let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO alert_flows (alert_id, flow_id) ");
             q.push_values(chunk, |mut b, (a, f)| {
-                b.push_bind(a.clone()).push_bind(f.clone());
+                b.push_bind(a).push_bind(f);
             });
             q.push(" ON CONFLICT (alert_id, flow_id) DO NOTHING");
             q.build()
@@ -227,21 +227,21 @@ impl Store {
                 .await
                 .map_err(StoreError::sqlx("apply: link alert flows"))?;
         }
-        for chunk in flows.chunks(ROWS_PER_STATEMENT) {
+        for chunk in owned_chunks(flows) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO flows (flow_id, facility_id, ts_start, ts_end, src_ip, dst_ip, \
                  dst_port, label, record) ",
             );
             q.push_values(chunk, |mut b, f| {
-                b.push_bind(f.flow_id.clone())
-                    .push_bind(f.facility_id.clone())
-                    .push_bind(f.ts_start.clone())
-                    .push_bind(f.ts_end.clone())
-                    .push_bind(f.src_ip.clone())
-                    .push_bind(f.dst_ip.clone())
+                b.push_bind(f.flow_id)
+                    .push_bind(f.facility_id)
+                    .push_bind(f.ts_start)
+                    .push_bind(f.ts_end)
+                    .push_bind(f.src_ip)
+                    .push_bind(f.dst_ip)
                     .push_bind(f.dst_port)
-                    .push_bind(f.label.clone())
-                    .push_bind(f.record.clone());
+                    .push_bind(f.label)
+                    .push_bind(f.record);
             });
             q.push(" ON CONFLICT (flow_id) DO NOTHING");
             q.build()
@@ -259,22 +259,22 @@ impl Store {
                 .await
                 .map_err(StoreError::sqlx("apply: count alert flows"))?;
         }
-        for chunk in classifications.chunks(ROWS_PER_STATEMENT) {
+        for chunk in owned_chunks(classifications) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO classifications (id, flow_id, facility_id, timestamp, technique_id, \
                  technique_name, confidence, classifier, classifier_version, evidence) ",
             );
             q.push_values(chunk, |mut b, c| {
-                b.push_bind(c.id.clone())
-                    .push_bind(c.flow_id.clone())
-                    .push_bind(c.facility_id.clone())
-                    .push_bind(c.timestamp.clone())
-                    .push_bind(c.technique_id.clone())
-                    .push_bind(c.technique_name.clone())
+                b.push_bind(c.id)
+                    .push_bind(c.flow_id)
+                    .push_bind(c.facility_id)
+                    .push_bind(c.timestamp)
+                    .push_bind(c.technique_id)
+                    .push_bind(c.technique_name)
                     .push_bind(c.confidence)
-                    .push_bind(c.classifier.clone())
-                    .push_bind(c.classifier_version.clone())
-                    .push_bind(c.evidence.clone());
+                    .push_bind(c.classifier)
+                    .push_bind(c.classifier_version)
+                    .push_bind(c.evidence);
             });
             q.push(" ON CONFLICT (id) DO NOTHING");
             q.build()
@@ -299,6 +299,16 @@ impl Store {
         );
         Ok(())
     }
+}
+
+/// Splits `rows` into owned chunks of [`ROWS_PER_STATEMENT`], so their strings move into
+/// the statement's arguments instead of being copied again.
+fn owned_chunks<T>(rows: Vec<T>) -> impl Iterator<Item = Vec<T>> {
+    let mut rows = rows.into_iter().peekable();
+    std::iter::from_fn(move || {
+        rows.peek()?;
+        Some(rows.by_ref().take(ROWS_PER_STATEMENT).collect())
+    })
 }
 
 /// Rows per multi-row INSERT (9 columns x 64 rows stays far below SQLite's and
