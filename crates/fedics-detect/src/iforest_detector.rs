@@ -5,13 +5,17 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use fedics_core::{FeatureContribution, FlowRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::features::{FEATURE_NAMES, N_FEATURES, flow_features};
+use fedics_tabular::{ModelFile, ModelMeta, Preprocessor};
+
 use crate::iforest::{IForestParams, IsolationForest};
+use crate::iforest_fast::CompiledForest;
 use crate::rules::fnv1a;
 use crate::{DetectError, Detector, Verdict};
 
@@ -37,10 +41,10 @@ impl Default for IForestDetectorConfig {
     }
 }
 
-/// A trained per-facility model as stored on disk.
+/// A trained Isolation Forest with its threshold and metadata, as stored in a model file
+/// (kind `iforest` in the [`fedics_tabular::modelfile`] container).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct IForestModel {
-    pub format: String,
     pub version: String,
     pub feature_names: Vec<String>,
     pub forest: IsolationForest,
@@ -48,26 +52,37 @@ pub struct IForestModel {
     pub n_train: usize,
     pub train_data_hash: String,
     pub created_at: DateTime<Utc>,
+    /// How raw rows become the forest's features; `None` for the pipeline's flow features.
+    #[serde(default)]
+    pub preprocessor: Option<Preprocessor>,
+    /// The fast scoring form, built on first use.
+    #[serde(skip)]
+    compiled: OnceLock<Option<CompiledForest>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Body {
+    forest: IsolationForest,
+    preprocessor: Option<Preprocessor>,
 }
 
 impl IForestModel {
-    pub const FORMAT: &'static str = "fedics-iforest/1";
+    pub const KIND: &'static str = "iforest";
+    pub const FORMAT_VERSION: u32 = 1;
 
+    /// Fits on the pipeline's flow features; threshold = the configured quantile of the
+    /// training scores.
     pub fn fit(
         rows: &[f64],
         config: &IForestDetectorConfig,
         created_at: DateTime<Utc>,
     ) -> Result<Self, DetectError> {
         let forest = IsolationForest::fit(rows, N_FEATURES, &config.params)?;
-        let mut scores = forest.score_batch(rows);
-        scores.sort_by(f64::total_cmp);
-        let q = config.threshold_quantile.clamp(0.0, 1.0);
-        let idx = ((scores.len() as f64 - 1.0) * q).round() as usize;
-        let threshold = scores.get(idx).copied().unwrap_or(0.5);
+        let scores = forest.score_batch(rows);
+        let threshold = quantile(&scores, config.threshold_quantile).unwrap_or(0.5);
         let bytes: Vec<u8> = rows.iter().flat_map(|x| x.to_le_bytes()).collect();
         let hash = format!("{:016x}", fnv1a(&bytes));
         Ok(Self {
-            format: Self::FORMAT.into(),
             version: format!("iforest-{}", &hash[..10]),
             feature_names: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
             forest,
@@ -75,31 +90,201 @@ impl IForestModel {
             n_train: rows.len() / N_FEATURES,
             train_data_hash: hash,
             created_at,
+            preprocessor: None,
+            compiled: OnceLock::new(),
         })
     }
 
+    /// Fits on preprocessed rows (row-major `f32`, `n_features` each), holding out
+    /// `calibration_fraction` of them (seeded) to set the threshold at
+    /// `threshold_quantile` of their scores.
+    pub fn fit_table(
+        rows: &[f32],
+        n_features: usize,
+        preprocessor: Option<Preprocessor>,
+        params: &IForestParams,
+        calibration_fraction: f64,
+        threshold_quantile: f64,
+    ) -> Result<Self, DetectError> {
+        let n = rows.len().checked_div(n_features).unwrap_or(0);
+        let mut idx: Vec<usize> = (0..n).collect();
+        {
+            use rand::SeedableRng;
+            use rand::seq::SliceRandom;
+            idx.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(
+                params.seed ^ 0x5eed_ca11,
+            ));
+        }
+        let n_cal = ((n as f64) * calibration_fraction.clamp(0.0, 0.9)).round() as usize;
+        let (fit_idx, cal_idx) = idx.split_at(n - n_cal.min(n.saturating_sub(2)));
+        let gather = |which: &[usize]| -> Vec<f64> {
+            let mut v = Vec::with_capacity(which.len() * n_features);
+            for &i in which {
+                v.extend(
+                    rows[i * n_features..(i + 1) * n_features]
+                        .iter()
+                        .map(|&x| f64::from(x)),
+                );
+            }
+            v
+        };
+        let mut fit_idx = fit_idx.to_vec();
+        fit_idx.sort_unstable();
+        let forest = IsolationForest::fit(&gather(&fit_idx), n_features, params)?;
+        let compiled = forest.compile()?;
+        let cal: Vec<f32> = if cal_idx.is_empty() {
+            rows.to_vec()
+        } else {
+            let mut c = cal_idx.to_vec();
+            c.sort_unstable();
+            c.iter()
+                .flat_map(|&i| rows[i * n_features..(i + 1) * n_features].iter().copied())
+                .collect()
+        };
+        let threshold =
+            quantile(&compiled.score_batch_f32(&cal), threshold_quantile).unwrap_or(0.5);
+        let hash = match &preprocessor {
+            Some(p) if !p.training_fingerprint().is_empty() => p.training_fingerprint().to_string(),
+            _ => {
+                let bytes: Vec<u8> = rows.iter().flat_map(|x| x.to_le_bytes()).collect();
+                format!("{:016x}", fnv1a(&bytes))
+            }
+        };
+        let feature_names = match &preprocessor {
+            Some(p) => p.feature_names().to_vec(),
+            None => (0..n_features).map(|i| format!("f{i}")).collect(),
+        };
+        Ok(Self {
+            version: format!("iforest-{}", &hash[..10.min(hash.len())]),
+            feature_names,
+            forest,
+            threshold,
+            n_train: fit_idx.len(),
+            train_data_hash: hash,
+            created_at: Utc::now(),
+            preprocessor,
+            compiled: OnceLock::from(Some(compiled)),
+        })
+    }
+
+    fn compiled(&self) -> Option<&CompiledForest> {
+        self.compiled
+            .get_or_init(|| self.forest.compile().ok())
+            .as_ref()
+    }
+
+    /// Scores of preprocessed rows (row-major `f32`) on one thread.
+    pub fn score_f32(&self, rows: &[f32]) -> Vec<f32> {
+        match self.compiled() {
+            Some(c) => c
+                .score_batch_f32(rows)
+                .into_iter()
+                .map(|s| s as f32)
+                .collect(),
+            None => self.score_slow(rows),
+        }
+    }
+
+    /// Scores of preprocessed rows, in parallel on the current rayon pool.
+    pub fn score_f32_par(&self, rows: &[f32]) -> Vec<f32> {
+        match self.compiled() {
+            Some(c) => c
+                .score_batch_f32_par(rows)
+                .into_iter()
+                .map(|s| s as f32)
+                .collect(),
+            None => self.score_slow(rows),
+        }
+    }
+
+    fn score_slow(&self, rows: &[f32]) -> Vec<f32> {
+        let d = self.forest.n_features().max(1);
+        rows.chunks(d)
+            .map(|r| {
+                let r: Vec<f64> = r.iter().map(|&x| f64::from(x)).collect();
+                self.forest.score(&r) as f32
+            })
+            .collect()
+    }
+
+    /// Writes the model file (atomically).
+    pub fn save(&self, path: &Path) -> Result<(), DetectError> {
+        let file = ModelFile {
+            kind: Self::KIND.into(),
+            format_version: Self::FORMAT_VERSION,
+            meta: ModelMeta {
+                version: self.version.clone(),
+                created_at: self
+                    .created_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                train_data_hash: self.train_data_hash.clone(),
+                n_train: self.n_train,
+                feature_names: self.feature_names.clone(),
+                threshold: Some(self.threshold),
+                metrics: Default::default(),
+                written_by: concat!("fedics ", env!("CARGO_PKG_VERSION")).to_string(),
+            },
+            body: Body {
+                forest: self.forest.clone(),
+                preprocessor: self.preprocessor.clone(),
+            },
+            payload: Vec::new(),
+        };
+        file.save(path).map_err(|e| DetectError::ModelFile {
+            path: path.display().to_string(),
+            message: e.problem,
+        })
+    }
+
+    /// Reads a model file written by [`IForestModel::save`]; refuses other kinds and
+    /// versions, truncated files and inconsistent models.
     pub fn load(path: &Path) -> Result<Self, DetectError> {
         let err = |message: String| DetectError::ModelFile {
             path: path.display().to_string(),
             message,
         };
-        let text = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-        let model: Self = serde_json::from_slice(&text).map_err(|e| err(e.to_string()))?;
-        if model.format != Self::FORMAT {
+        let file = ModelFile::<Body>::load(path, Self::KIND, Self::FORMAT_VERSION)
+            .map_err(|e| err(e.problem))?;
+        let n = file.body.forest.n_features();
+        if file.meta.feature_names.len() != n {
             return Err(err(format!(
-                "format `{}`, expected `{}`",
-                model.format,
-                Self::FORMAT
+                "{} feature names for a forest of {n} features",
+                file.meta.feature_names.len()
             )));
         }
-        if model.feature_names.len() != N_FEATURES || model.forest.n_features() != N_FEATURES {
+        if let Some(p) = &file.body.preprocessor
+            && p.n_features() != n
+        {
             return Err(err(format!(
-                "{} features, expected {N_FEATURES}",
-                model.feature_names.len()
+                "preprocessor gives {} features, the forest takes {n}",
+                p.n_features()
             )));
         }
-        Ok(model)
+        let threshold = file
+            .meta
+            .threshold
+            .filter(|t| t.is_finite())
+            .ok_or_else(|| err("no finite threshold".into()))?;
+        let created_at = DateTime::parse_from_rfc3339(&file.meta.created_at)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| err(format!("created_at: {e}")))?;
+        Ok(Self {
+            version: file.meta.version,
+            feature_names: file.meta.feature_names,
+            forest: file.body.forest,
+            threshold,
+            n_train: file.meta.n_train,
+            train_data_hash: file.meta.train_data_hash,
+            created_at,
+            preprocessor: file.body.preprocessor,
+            compiled: OnceLock::new(),
+        })
     }
+}
+
+/// NumPy-style quantile of `values` (any order).
+fn quantile(values: &[f64], q: f64) -> Option<f64> {
+    fedics_tabular::metrics::quantile(values, q.clamp(0.0, 1.0)).ok()
 }
 
 enum FacilityModel {

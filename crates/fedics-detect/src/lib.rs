@@ -16,6 +16,7 @@ pub mod classifier;
 pub mod features;
 pub mod iforest;
 pub mod iforest_detector;
+pub mod iforest_fast;
 pub mod rules;
 
 use fedics_core::{
@@ -111,4 +112,16 @@ pub trait Detector: Send {
     /// Scores one flow. `earlier` holds the verdicts of detectors that ran before this one
     /// in the same stage (a model may use them, e.g. to train only on benign-looking flows).
     fn inspect(&mut self, flow: &FlowRecord, earlier: &[Verdict]) -> Verdict;
+
+    /// Scores a batch of flows (in delivery order); `earlier[i]` holds the verdicts of the
+    /// detectors that ran before this one on `flows[i]`. Returns one verdict per flow, in
+    /// order. Models that score faster in batches (neural networks) override this; the
+    /// result must equal calling [`Detector::inspect`] on each flow in turn.
+    fn inspect_batch(&mut self, flows: &[FlowRecord], earlier: &[Vec<Verdict>]) -> Vec<Verdict> {
+        flows
+            .iter()
+            .zip(earlier)
+            .map(|(f, e)| self.inspect(f, e))
+            .collect()
+    }
 }

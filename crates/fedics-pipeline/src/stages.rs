@@ -13,7 +13,7 @@ use fedics_core::{
     AlertEvent, AnomalyEvent, AttackClassification, DecodeError, DetectorEvidence, FlowRecord,
     SCHEMA_VERSION, attack, decode, encode, ids, topics,
 };
-use fedics_detect::{Classifier, Detector, JoinedFlow};
+use fedics_detect::{Classifier, Detector, JoinedFlow, Verdict};
 use fedics_store::{ClassificationRecord, Store, StoredFlow, WriteBatch};
 
 use crate::correlate::{Correlator, absorb};
@@ -146,30 +146,47 @@ pub(crate) async fn detect<B: Bus>(
         let started = Instant::now();
         let mut out = Vec::with_capacity(batch.len() * detectors.len());
         let mut anomalies = 0;
+        let mut flows: Vec<FlowRecord> = Vec::with_capacity(batch.len());
+        let mut origins = Vec::with_capacity(batch.len());
         for rec in &batch {
-            let flow: FlowRecord = match decode(&rec.payload) {
-                Ok(f) => f,
-                Err(e) => {
-                    reject(&ctx.stats, STAGE, rec, &e);
-                    continue;
+            match decode::<FlowRecord>(&rec.payload) {
+                Ok(f) => {
+                    flows.push(f);
+                    origins.push(origin(rec));
                 }
-            };
-            let mut verdicts = Vec::with_capacity(detectors.len());
-            for d in detectors.iter_mut() {
-                let v = d.inspect(&flow, &verdicts);
-                verdicts.push(v);
+                Err(e) => reject(&ctx.stats, STAGE, rec, &e),
             }
+        }
+        let mut verdicts: Vec<Vec<Verdict>> = (0..flows.len())
+            .map(|_| Vec::with_capacity(detectors.len()))
+            .collect();
+        for d in detectors.iter_mut() {
+            let vs = d.inspect_batch(&flows, &verdicts);
+            if vs.len() != flows.len() {
+                tracing::error!(
+                    stage = STAGE,
+                    detector = d.name(),
+                    "detector returned {} verdicts for {} flows",
+                    vs.len(),
+                    flows.len()
+                );
+            }
+            for (all, v) in verdicts.iter_mut().zip(vs) {
+                all.push(v);
+            }
+        }
+        for ((flow, vs), org) in flows.iter().zip(verdicts).zip(origins) {
             let mut attached = false;
-            for (d, v) in detectors.iter().zip(verdicts) {
+            for (d, v) in detectors.iter().zip(vs) {
                 anomalies += u64::from(v.is_anomaly);
                 // The record travels once per flow, with its first anomalous verdict.
                 let attach = v.is_anomaly && !attached;
                 attached |= attach;
-                let ev = v.into_event(d.name(), d.layer(), &flow, attach);
+                let ev = v.into_event(d.name(), d.layer(), flow, attach);
                 match encode(&ev) {
                     Ok(p) => out.push(with_origin(
                         OutRecord::new(flow.facility_id.as_bytes(), p),
-                        origin(rec),
+                        org,
                     )),
                     Err(e) => tracing::error!(stage = STAGE, error = %e, "cannot encode verdict"),
                 }

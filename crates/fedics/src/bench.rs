@@ -49,7 +49,34 @@ pub async fn pipeline(a: BenchPipelineArgs) -> Result<()> {
     let store = Store::open(&dir.path().join("bench.db").display().to_string()).await?;
     let bus = EmbeddedBus::new(EmbeddedConfig::default());
     let rules = wiring::rule_file(&a.detect, &topo)?;
-    let components = wiring::components(&a.detect, rules, (!a.no_store).then(|| store.clone()))?;
+    let models_tmp = tempfile::tempdir()?;
+    let (neural, _watchers) = if a.detect.no_neural {
+        (None, None)
+    } else {
+        let dir = match &a.detect.models_dir {
+            Some(d) => d.clone(),
+            None => {
+                let d = models_tmp.path().to_path_buf();
+                let (seed, sites) = (a.seed, a.sites.max(1));
+                let dd = d.clone();
+                tokio::task::spawn_blocking(move || crate::neural::ensure_models(&dd, seed, sites))
+                    .await??;
+                d
+            }
+        };
+        let (m, w) = crate::neural::load_models(
+            &dir,
+            a.detect.lstm_stride,
+            Duration::from_millis(a.detect.model_reload_ms.max(100)),
+        )?;
+        (Some(m), Some(w))
+    };
+    let components = wiring::components(
+        &a.detect,
+        rules,
+        (!a.no_store).then(|| store.clone()),
+        neural,
+    )?;
     let mut config = wiring::pipeline_config(&a.detect);
     config.detect_workers = a.detect_workers.max(1);
     let pipeline = Pipeline::start(bus, config, components)?;

@@ -147,8 +147,27 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         tracing::info!("metrics at http://{}/metrics", a.bind);
     }
 
+    let (neural, _watchers) = if detect.no_neural {
+        (None, None)
+    } else {
+        let dir = detect
+            .models_dir
+            .clone()
+            .unwrap_or_else(|| a.data_dir.join("models"));
+        let (seed, sites) = (a.seed, a.sites.max(1));
+        let d = dir.clone();
+        tokio::task::spawn_blocking(move || crate::neural::ensure_models(&d, seed, sites))
+            .await??;
+        let (m, w) = crate::neural::load_models(
+            &dir,
+            detect.lstm_stride,
+            Duration::from_millis(detect.model_reload_ms.max(100)),
+        )?;
+        tracing::info!(dir = %dir.display(), "neural detectors on (write a new model file there to replace one without a restart)");
+        (Some(m), Some(w))
+    };
     let bus = EmbeddedBus::new(EmbeddedConfig::default());
-    let components = wiring::components(&detect, rules, Some(store.clone()))?;
+    let components = wiring::components(&detect, rules, Some(store.clone()), neural)?;
     let pipeline = Pipeline::start(bus, wiring::pipeline_config(&detect), components)?;
     tracing::info!(sites = a.sites, seed = a.seed, rate = a.rate, data_dir = %a.data_dir.display(), stored_alerts = stored_before, "demo running; Ctrl-C stops it cleanly");
 

@@ -2,7 +2,10 @@
 //! everything it runs lives in the library crates.
 
 mod bench;
+mod bench_models;
 mod demo;
+mod models;
+mod neural;
 mod simulate;
 mod wiring;
 
@@ -35,6 +38,10 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Write simulated plant flows (with ground truth) as JSON Lines.
     Simulate(simulate::SimulateArgs),
+    /// Train a model (iforest, ae, lstm-ae, mlp) on a dataset and write its model file.
+    Train(models::TrainArgs),
+    /// Train on one file, evaluate on another, print one JSON object of figures.
+    Eval(models::EvalArgs),
     /// Benchmarks that print one JSON document.
     Bench {
         #[command(subcommand)]
@@ -46,6 +53,8 @@ enum Command {
 enum BenchCommand {
     /// Push N simulated flows through the embedded pipeline as fast as possible.
     Pipeline(bench::BenchPipelineArgs),
+    /// Training and scoring speed of every model, against the reference figures.
+    Models(bench_models::BenchModelsArgs),
 }
 
 /// Options shared by the commands that run detection.
@@ -68,6 +77,21 @@ pub struct DetectArgs {
     /// How long the join waits for a flow's missing detector verdicts (ms).
     #[arg(long, default_value_t = 2000)]
     pub join_deadline_ms: u64,
+    /// Directory of the neural detectors' model files (`ae.model`, `lstm-ae.model`,
+    /// `mlp.model`); a file written there later (e.g. by `fedics train --out`) replaces the
+    /// running model. The demo uses `<data-dir>/models` and trains missing models on
+    /// simulated traffic at first start.
+    #[arg(long, env = "FEDICS_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// Run without the neural detectors (autoencoder, LSTM autoencoder, classifier).
+    #[arg(long)]
+    pub no_neural: bool,
+    /// The LSTM autoencoder scores a host pair's window every this many of its flows.
+    #[arg(long, default_value_t = 20)]
+    pub lstm_stride: usize,
+    /// How often model files are checked for a new version (ms).
+    #[arg(long, default_value_t = 2000)]
+    pub model_reload_ms: u64,
 }
 
 /// mimalloc's `mi_option_purge_delay` (index 15 in the `mi_option_e` enum of both the v2
@@ -110,9 +134,14 @@ fn main() -> Result<()> {
         match cli.command {
             Command::Demo(a) => demo::run(a).await,
             Command::Simulate(a) => simulate::run(a).await,
+            Command::Train(a) => models::train(a).await,
+            Command::Eval(a) => models::eval(a).await,
             Command::Bench {
                 what: BenchCommand::Pipeline(a),
             } => bench::pipeline(a).await,
+            Command::Bench {
+                what: BenchCommand::Models(a),
+            } => bench_models::models(a).await,
         }
     })
 }

@@ -12,11 +12,13 @@ use fedics_detect::iforest_detector::{IForestDetector, IForestDetectorConfig, IF
 use fedics_detect::rules::{AssetInventory, DEFAULT_RULES, RuleFile, RulesDetector};
 use fedics_detect::{Detector, EvidenceClassifier};
 use fedics_intel::{AttackBundle, Predictor, PredictorConfig};
+use fedics_ml::detectors::{AeDetector, LstmAeDetector, LstmDetectorConfig, MlpDetector};
 use fedics_pipeline::{Components, DetectorFactory, PipelineConfig};
 use fedics_sensors::SiteTopology;
 use fedics_store::Store;
 
 use crate::DetectArgs;
+use crate::neural::NeuralModels;
 
 /// The asset inventories of simulated facilities.
 pub fn assets(topo: &[SiteTopology]) -> Vec<AssetInventory> {
@@ -97,7 +99,12 @@ pub fn iforest_from_file(path: &Path, config: &IForestDetectorConfig) -> Result<
     Ok(model)
 }
 
-pub fn components(args: &DetectArgs, rules: RuleFile, store: Option<Store>) -> Result<Components> {
+pub fn components(
+    args: &DetectArgs,
+    rules: RuleFile,
+    store: Option<Store>,
+    neural: Option<NeuralModels>,
+) -> Result<Components> {
     let iforest = IForestDetectorConfig {
         train_size: args.iforest_train.max(16),
         ..IForestDetectorConfig::default()
@@ -111,10 +118,22 @@ pub fn components(args: &DetectArgs, rules: RuleFile, store: Option<Store>) -> R
             Some(m) => IForestDetector::with_model(iforest.clone(), m.clone()),
             None => IForestDetector::new(iforest.clone()),
         };
-        vec![
-            Box::new(RulesDetector::new(rules.clone())) as Box<dyn Detector>,
+        let mut d: Vec<Box<dyn Detector>> = vec![
+            Box::new(RulesDetector::new(rules.clone())),
             Box::new(forest),
-        ]
+        ];
+        if let Some(n) = &neural {
+            d.push(Box::new(AeDetector::new(n.ae.clone())));
+            d.push(Box::new(LstmAeDetector::new(
+                n.lstm.clone(),
+                LstmDetectorConfig {
+                    stride: n.lstm_stride.max(1),
+                    ..LstmDetectorConfig::default()
+                },
+            )));
+            d.push(Box::new(MlpDetector::new(n.mlp.clone())));
+        }
+        d
     });
     Ok(Components {
         detectors: factory,
