@@ -472,7 +472,13 @@ pub async fn train(args: TrainArgs) -> Result<()> {
 }
 
 /// Scores per test row: the anomaly score (unsupervised) or 1 − P(normal) (MLP).
-fn scores(m: &Fitted, data: &Loaded, x: &Matrix, window: usize) -> Result<Vec<f32>> {
+fn scores(
+    m: &Fitted,
+    data: &Loaded,
+    x: &Matrix,
+    window: usize,
+    normal_labels: &[String],
+) -> Result<Vec<f32>> {
     Ok(match m {
         Fitted::IForest(f) => f.score_f32(x.as_slice()),
         Fitted::Ae(a) => a.score(x.as_slice())?,
@@ -482,10 +488,10 @@ fn scores(m: &Fitted, data: &Loaded, x: &Matrix, window: usize) -> Result<Vec<f3
         }
         Fitted::Mlp(mlp) => {
             let k = mlp.classes.len();
-            let normal = mlp
-                .classes
-                .iter()
-                .position(|c| c.eq_ignore_ascii_case("normal"));
+            let normal = mlp.classes.iter().position(|c| {
+                let c = c.trim().to_lowercase();
+                c == "normal" || normal_labels.iter().any(|n| n.trim().to_lowercase() == c)
+            });
             mlp.predict_proba(x.as_slice())?
                 .chunks(k)
                 .map(|p| 1.0 - normal.map(|i| p[i]).unwrap_or(0.0))
@@ -556,7 +562,7 @@ fn throughput(
             }
             _ => {
                 while done < total {
-                    done += scores(m, data, x, window)?.len();
+                    done += scores(m, data, x, window, &[])?.len();
                 }
             }
         }
@@ -582,7 +588,13 @@ fn eval_blocking(args: EvalArgs) -> Result<()> {
     let fit_seconds = started.elapsed().as_secs_f64();
 
     let window = args.model.window;
-    let test_scores = scores(&model, &test, &x_test, window)?;
+    let test_scores = scores(
+        &model,
+        &test,
+        &x_test,
+        window,
+        &args.data_args.normal_labels,
+    )?;
     let mut out = serde_json::Map::new();
     out.insert("model".into(), json!(args.model.model.name()));
     out.insert("version".into(), json!(model.version()));
