@@ -582,6 +582,16 @@ fn eval_blocking(args: EvalArgs) -> Result<()> {
     let x_train = pre.transform(&train.table)?;
     let (x_test, unseen) = pre.transform_with_report(&test.table)?;
     s.finish_and_clear();
+    for c in &unseen.columns {
+        let examples: Vec<&str> = c.values.iter().take(5).map(|(v, _)| v.as_str()).collect();
+        tracing::warn!(
+            "{}: column `{}`: {} rows hold categories not seen in training (e.g. {}); they are encoded as all zeros",
+            args.test.display(),
+            c.column,
+            c.rows,
+            examples.join(", ")
+        );
+    }
 
     let started = Instant::now();
     let model = fit(&args.model, &train, &x_train, &pre)?;
