@@ -62,7 +62,10 @@ fn eval_on_csv_prints_one_json_object() {
         ]);
         assert!(o.status.success(), "{model}: {}", stderr(&o));
         let e = stderr(&o);
-        assert!(e.contains("test.csv: column `Protocol`: 333 rows") && e.contains("icmp"), "{e}");
+        assert!(
+            e.contains("test.csv: column `Protocol`: 333 rows") && e.contains("icmp"),
+            "{e}"
+        );
         let v: serde_json::Value =
             serde_json::from_slice(&o.stdout).expect("stdout is one JSON object");
         assert_eq!(v["model"], model);
