@@ -72,6 +72,30 @@ fn explain(
         .collect()
 }
 
+/// The same abstention for every flow of a batch.
+fn abstain_all(n: usize, version: &str, reason: impl Into<String>) -> Vec<Verdict> {
+    let reason = reason.into();
+    (0..n)
+        .map(|_| Verdict::abstain(version, reason.clone()))
+        .collect()
+}
+
+/// Feature rows of `flows` (row-major, only the flows whose features are finite) and,
+/// per flow, whether it has a row.
+fn flow_rows(pre: Option<&Preprocessor>, flows: &[FlowRecord], d: usize) -> (Vec<f32>, Vec<bool>) {
+    let mut rows = Vec::with_capacity(flows.len() * d);
+    let mut ok = Vec::with_capacity(flows.len());
+    for f in flows {
+        let before = rows.len();
+        let good = features(pre, f, &mut rows);
+        if !good {
+            rows.truncate(before);
+        }
+        ok.push(good);
+    }
+    (rows, ok)
+}
+
 /// Checks that a model takes the flow features (raw or through its preprocessor).
 fn takes_flow_features(n_features: usize, pre: Option<&Preprocessor>) -> bool {
     match pre {
@@ -107,38 +131,22 @@ impl Detector for AeDetector {
 
     fn inspect_batch(&mut self, flows: &[FlowRecord], _earlier: &[Vec<Verdict>]) -> Vec<Verdict> {
         let Some(model) = self.slot.load() else {
-            return flows
-                .iter()
-                .map(|_| Verdict::abstain("ae-none", "no autoencoder model loaded"))
-                .collect();
+            return abstain_all(flows.len(), "ae-none", "no autoencoder model loaded");
         };
         let pre = model.preprocessor.as_ref();
         if !takes_flow_features(model.n_features(), pre) {
-            return flows
-                .iter()
-                .map(|_| {
-                    Verdict::abstain(model.version(), "model was not trained on flow features")
-                })
-                .collect();
+            return abstain_all(
+                flows.len(),
+                model.version(),
+                "model was not trained on flow features",
+            );
         }
         let d = model.n_features();
-        let mut rows = Vec::with_capacity(flows.len() * d);
-        let mut ok = Vec::with_capacity(flows.len());
-        for f in flows {
-            let before = rows.len();
-            let good = features(pre, f, &mut rows);
-            if !good {
-                rows.truncate(before);
-            }
-            ok.push(good);
-        }
+        let (rows, ok) = flow_rows(pre, flows, d);
         let errs = match model.feature_errors(&rows) {
             Ok(e) => e,
             Err(e) => {
-                return flows
-                    .iter()
-                    .map(|_| Verdict::abstain(model.version(), format!("scoring failed: {e}")))
-                    .collect();
+                return abstain_all(flows.len(), model.version(), format!("scoring failed: {e}"));
             }
         };
         let t = model.threshold();
@@ -247,19 +255,19 @@ impl Detector for LstmAeDetector {
 
     fn inspect_batch(&mut self, flows: &[FlowRecord], _earlier: &[Vec<Verdict>]) -> Vec<Verdict> {
         let Some(model) = self.slot.load() else {
-            return flows
-                .iter()
-                .map(|_| Verdict::abstain("lstm-ae-none", "no LSTM autoencoder model loaded"))
-                .collect();
+            return abstain_all(
+                flows.len(),
+                "lstm-ae-none",
+                "no LSTM autoencoder model loaded",
+            );
         };
         let pre = model.preprocessor.as_ref();
         if !takes_flow_features(model.n_features(), pre) {
-            return flows
-                .iter()
-                .map(|_| {
-                    Verdict::abstain(model.version(), "model was not trained on flow features")
-                })
-                .collect();
+            return abstain_all(
+                flows.len(),
+                model.version(),
+                "model was not trained on flow features",
+            );
         }
         // Buffered observations were scaled for the previous model: start afresh.
         if self.buffered_for.as_deref() != Some(model.version()) {
@@ -402,38 +410,22 @@ impl Detector for MlpDetector {
 
     fn inspect_batch(&mut self, flows: &[FlowRecord], _earlier: &[Vec<Verdict>]) -> Vec<Verdict> {
         let Some(model) = self.slot.load() else {
-            return flows
-                .iter()
-                .map(|_| Verdict::abstain("mlp-none", "no classifier model loaded"))
-                .collect();
+            return abstain_all(flows.len(), "mlp-none", "no classifier model loaded");
         };
         let pre = model.preprocessor.as_ref();
         if !takes_flow_features(model.n_features(), pre) {
-            return flows
-                .iter()
-                .map(|_| {
-                    Verdict::abstain(model.version(), "model was not trained on flow features")
-                })
-                .collect();
+            return abstain_all(
+                flows.len(),
+                model.version(),
+                "model was not trained on flow features",
+            );
         }
         let k = model.classes.len();
-        let mut rows = Vec::with_capacity(flows.len() * model.n_features());
-        let mut ok = Vec::with_capacity(flows.len());
-        for f in flows {
-            let before = rows.len();
-            let good = features(pre, f, &mut rows);
-            if !good {
-                rows.truncate(before);
-            }
-            ok.push(good);
-        }
+        let (rows, ok) = flow_rows(pre, flows, model.n_features());
         let proba = match model.predict_proba(&rows) {
             Ok(p) => p,
             Err(e) => {
-                return flows
-                    .iter()
-                    .map(|_| Verdict::abstain(model.version(), format!("scoring failed: {e}")))
-                    .collect();
+                return abstain_all(flows.len(), model.version(), format!("scoring failed: {e}"));
             }
         };
         let normal = model.classes.iter().position(|c| c == "normal");
