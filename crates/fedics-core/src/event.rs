@@ -178,6 +178,7 @@ impl Validate for AttackClassification {
 
 /// One ranked next technique.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PredictedTechnique {
     pub technique_id: String,
     pub technique_name: String,
@@ -221,6 +222,7 @@ impl Validate for AttackPrediction {
 
 /// Alert severity, ordered from least to most severe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Low,
@@ -242,6 +244,7 @@ impl Severity {
 
 /// Alert workflow state (the seeds' values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum AlertStatus {
     New,

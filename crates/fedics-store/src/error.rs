@@ -20,6 +20,13 @@ pub enum StoreError {
         field: &'static str,
         message: String,
     },
+    /// A row with this unique key exists already (e.g. a user name taken).
+    #[error("{op}: {what} {key:?} exists already")]
+    Conflict {
+        op: &'static str,
+        what: &'static str,
+        key: String,
+    },
     /// A stored value could not be read back into its type.
     #[error("{op}: bad stored value in {column}: {message}")]
     Decode {
@@ -35,7 +42,7 @@ impl StoreError {
     /// state. Writers split such a batch to find and reject the bad record.
     pub fn is_permanent(&self) -> bool {
         match self {
-            StoreError::Encode { .. } => true,
+            StoreError::Encode { .. } | StoreError::Conflict { .. } => true,
             StoreError::Sqlx {
                 source: sqlx::Error::Database(db),
                 ..

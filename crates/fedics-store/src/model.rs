@@ -113,6 +113,7 @@ impl WriteBatch {
 
 /// One stored alert (an incident), the seeds' `Alert` plus our columns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AlertRow {
     pub id: Uuid,
     /// When the incident started (= `first_seen`), the seeds' `timestamp`.
@@ -134,7 +135,9 @@ pub struct AlertRow {
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
     pub tactic_ids: Vec<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub src_ip: IpAddr,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub dst_ip: IpAddr,
     /// Number of distinct flows linked to the alert.
     pub flow_count: u64,
@@ -143,6 +146,7 @@ pub struct AlertRow {
 
 /// One source of an alert: a detector or the classifier (the seeds' `AlertSource`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AlertSourceRow {
     /// UUIDv5 of (alert id, model name).
     pub id: Uuid,
@@ -161,6 +165,7 @@ pub struct AlertSourceRow {
 
 /// A stored prediction with its ranked techniques (rank order).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PredictionRow {
     /// The prediction's event id.
     pub id: Uuid,
@@ -178,6 +183,7 @@ pub struct PredictionRow {
 
 /// An alert with everything attached to it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AlertDetail {
     #[serde(flatten)]
     pub alert: AlertRow,
@@ -242,6 +248,7 @@ impl Default for AlertQuery {
 
 /// One page of alerts, ordered by `last_seen` descending, then id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AlertPage {
     pub alerts: Vec<AlertRow>,
     /// Alerts matching the filters, over all pages.
@@ -256,10 +263,27 @@ pub struct AlertPage {
 
 /// Alert counters for the dashboard.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AlertStats {
     pub total: u64,
     pub critical: u64,
     /// Status `new` or `acknowledged`.
     pub unresolved: u64,
     pub false_positives: u64,
+}
+
+/// A technique alerts were raised for at one facility (see
+/// [`crate::Store::techniques_seen`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TechniqueSeen {
+    /// ATT&CK for ICS technique id (the alerts' `attack_type`).
+    pub technique_id: String,
+    /// The alerts' `attack_name`.
+    pub technique_name: String,
+    pub facility_id: String,
+    /// Number of alerts (incidents) of this technique at this facility.
+    pub alerts: u64,
+    /// The latest `last_seen` of those alerts.
+    pub last_seen: DateTime<Utc>,
 }

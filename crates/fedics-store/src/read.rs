@@ -4,14 +4,14 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use fedics_core::{AlertStatus, FlowRecord, PredictedTechnique, Severity};
-use sqlx::sqlite::SqliteArguments;
-use sqlx::{AssertSqlSafe, FromRow, Sqlite};
+use sqlx::{AssertSqlSafe, FromRow};
 use uuid::Uuid;
 
 use crate::model::{
     AlertDetail, AlertPage, AlertQuery, AlertRow, AlertSourceRow, AlertStats, PredictionRow,
+    TechniqueSeen,
 };
-use crate::{Store, StoreError, time};
+use crate::{Change, Engine, PG_ALERT_WRITE_LOCK, Store, StoreError, on_engine, time};
 
 const ALERT_COLUMNS: &str = "id, timestamp, facility_id, severity, title, description, status, \
     attack_type, attack_name, correlation_confidence, correlation_summary, context_analysis, \
@@ -194,10 +194,13 @@ fn group_predictions(
                 predicted_techniques: Vec::new(),
             });
         }
-        if let (Some(technique_id), Some(technique_name), Some(probability), Some(rank)) =
-            (r.technique_id, r.technique_name, r.probability, r.rank)
-        {
-            let p = out.last_mut().expect("pushed above");
+        if let (Some(p), Some(technique_id), Some(technique_name), Some(probability), Some(rank)) = (
+            out.last_mut(),
+            r.technique_id,
+            r.technique_name,
+            r.probability,
+            r.rank,
+        ) {
             p.predicted_techniques.push(PredictedTechnique {
                 technique_id,
                 technique_name,
@@ -210,6 +213,9 @@ fn group_predictions(
     }
     Ok(out)
 }
+
+/// An alert's row, sources, flow ids and prediction rows, as read.
+type RawDetail = (RawAlert, Vec<RawSource>, Vec<String>, Vec<RawPrediction>);
 
 /// A bind value of a query assembled at run time.
 enum Arg {
@@ -231,11 +237,13 @@ fn like_pattern(needle: &str) -> String {
     p
 }
 
-/// The WHERE clause (`$1`…`$n`) and its arguments for an alert query.
-fn alert_filter(q: &AlertQuery) -> Result<(String, Vec<Arg>), StoreError> {
+/// The WHERE clause (`$1`…`$n`) and its arguments for an alert query, and whether it
+/// filters only on columns that `alert_counters` has (severity, facility, status).
+fn alert_filter(q: &AlertQuery) -> Result<(String, Vec<Arg>, bool), StoreError> {
     const OP: &str = "list_alerts";
     let mut clauses: Vec<String> = Vec::new();
     let mut args: Vec<Arg> = Vec::new();
+    let mut counted = true;
     let mut push = |clause: &dyn Fn(usize) -> String, arg: Arg| {
         args.push(arg);
         clauses.push(clause(args.len()));
@@ -253,6 +261,7 @@ fn alert_filter(q: &AlertQuery) -> Result<(String, Vec<Arg>), StoreError> {
         push(&|n| format!("status = ${n}"), Arg::Text(s.as_str().into()));
     }
     if let Some(needle) = q.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        counted = false;
         push(
             &|n| {
                 format!(
@@ -265,12 +274,14 @@ fn alert_filter(q: &AlertQuery) -> Result<(String, Vec<Arg>), StoreError> {
         );
     }
     if let Some(since) = q.since {
+        counted = false;
         push(
             &|n| format!("last_seen >= ${n}"),
             Arg::Text(time::fmt(OP, "since", since)?),
         );
     }
     if let Some(until) = q.until {
+        counted = false;
         push(
             &|n| format!("first_seen <= ${n}"),
             Arg::Text(time::fmt(OP, "until", until)?),
@@ -281,74 +292,90 @@ fn alert_filter(q: &AlertQuery) -> Result<(String, Vec<Arg>), StoreError> {
     } else {
         format!(" WHERE {}", clauses.join(" AND "))
     };
-    Ok((filter, args))
+    Ok((filter, args, counted))
 }
 
-fn bind_args<'q>(
-    mut q: sqlx::query::QueryAs<'q, Sqlite, RawAlert, SqliteArguments>,
-    args: &[Arg],
-) -> sqlx::query::QueryAs<'q, Sqlite, RawAlert, SqliteArguments> {
-    for a in args {
-        q = match a {
-            Arg::Text(s) => q.bind(s.clone()),
-            Arg::Int(i) => q.bind(*i),
-        };
-    }
-    q
+/// Binds `$args` in order to the query `$q` (any engine: expands inside `on_engine!`).
+macro_rules! bind_args {
+    ($q:expr, $args:expr) => {{
+        let mut q = $q;
+        for a in $args {
+            q = match a {
+                Arg::Text(s) => q.bind(s.as_str()),
+                Arg::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }};
 }
 
 impl Store {
     /// Number of alerts (incidents).
     pub async fn count_alerts(&self) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM alerts")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(StoreError::sqlx("count_alerts"))?;
+        let n: i64 = on_engine!(self, |DB, pool, _w, _b| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM alerts")
+                .fetch_one(pool)
+                .await
+                .map_err(StoreError::sqlx("count_alerts"))?
+        });
         count("count_alerts", n)
     }
 
     /// Number of predictions.
     pub async fn count_predictions(&self) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM predictions")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(StoreError::sqlx("count_predictions"))?;
+        let n: i64 = on_engine!(self, |DB, pool, _w, _b| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM predictions")
+                .fetch_one(pool)
+                .await
+                .map_err(StoreError::sqlx("count_predictions"))?
+        });
         count("count_predictions", n)
     }
 
     /// Number of classifications.
     pub async fn count_classifications(&self) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM classifications")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(StoreError::sqlx("count_classifications"))?;
+        let n: i64 = on_engine!(self, |DB, pool, _w, _b| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM classifications")
+                .fetch_one(pool)
+                .await
+                .map_err(StoreError::sqlx("count_classifications"))?
+        });
         count("count_classifications", n)
     }
 
+    /// Number of predictions, all of them (`None`) or those whose validation flag is
+    /// `validated`.
+    pub async fn count_predictions_where(
+        &self,
+        validated: Option<bool>,
+    ) -> Result<u64, StoreError> {
+        const OP: &str = "count_predictions_where";
+        let n: i64 = on_engine!(self, |DB, pool, _w, _b| {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM predictions WHERE ($1 IS NULL OR validated = $1)",
+            )
+            .bind(validated)
+            .fetch_one(pool)
+            .await
+            .map_err(StoreError::sqlx(OP))?
+        });
+        count(OP, n)
+    }
+
     /// One page of the alerts matching the filters, ordered by `last_seen` descending, then
-    /// id (see [`AlertQuery`] for the filters).
+    /// id (see [`AlertQuery`] for the filters). Without a `search`, `since` or `until`
+    /// filter, `total` is summed from `alert_counters` instead of counted over the alerts.
     pub async fn list_alerts(&self, q: &AlertQuery) -> Result<AlertPage, StoreError> {
         const OP: &str = "list_alerts";
-        let (filter, mut args) = alert_filter(q)?;
+        let (filter, mut args, counted) = alert_filter(q)?;
         let page = q.effective_page();
         let limit = q.effective_limit();
 
-        let count_sql = format!("SELECT COUNT(*) FROM alerts{filter}");
-        let mut count_query = sqlx::query_scalar::<_, i64>(AssertSqlSafe(count_sql));
-        for a in &args {
-            count_query = match a {
-                Arg::Text(s) => count_query.bind(s.clone()),
-                Arg::Int(i) => count_query.bind(*i),
-            };
-        }
-        let total = count(
-            OP,
-            count_query
-                .fetch_one(&self.pool)
-                .await
-                .map_err(StoreError::sqlx("list_alerts: count"))?,
-        )?;
-
+        let count_sql = if counted {
+            format!("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM alert_counters{filter}")
+        } else {
+            format!("SELECT COUNT(*) FROM alerts{filter}")
+        };
         let n = args.len();
         let page_sql = format!(
             "SELECT {ALERT_COLUMNS} FROM alerts{filter} ORDER BY last_seen DESC, id \
@@ -356,12 +383,26 @@ impl Store {
             n + 1,
             n + 2
         );
-        args.push(Arg::Int(i64::from(limit)));
-        args.push(Arg::Int(i64::from(page - 1) * i64::from(limit)));
-        let rows = bind_args(sqlx::query_as(AssertSqlSafe(page_sql)), &args)
-            .fetch_all(&self.pool)
+        let (total, rows): (i64, Vec<RawAlert>) = on_engine!(self, |DB, pool, _w, _b| {
+            let total = bind_args!(
+                sqlx::query_scalar::<DB, i64>(AssertSqlSafe(count_sql)),
+                &args
+            )
+            .fetch_one(pool)
+            .await
+            .map_err(StoreError::sqlx("list_alerts: count"))?;
+            args.push(Arg::Int(i64::from(limit)));
+            args.push(Arg::Int(i64::from(page - 1) * i64::from(limit)));
+            let rows = bind_args!(
+                sqlx::query_as::<DB, RawAlert>(AssertSqlSafe(page_sql)),
+                &args
+            )
+            .fetch_all(pool)
             .await
             .map_err(StoreError::sqlx("list_alerts: page"))?;
+            (total, rows)
+        });
+        let total = count(OP, total)?;
         let alerts = rows
             .into_iter()
             .map(|r| r.into_row(OP))
@@ -381,55 +422,59 @@ impl Store {
     pub async fn get_alert(&self, id: Uuid) -> Result<Option<AlertDetail>, StoreError> {
         const OP: &str = "get_alert";
         let key = id.to_string();
-        let raw: Option<RawAlert> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1"
-        )))
-        .bind(&key)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(StoreError::sqlx("get_alert: alert"))?;
-        let Some(raw) = raw else {
+        let found: Option<RawDetail> = on_engine!(self, |DB, pool, _w, _b| {
+            let raw: Option<RawAlert> = sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1"
+            )))
+            .bind(&key)
+            .fetch_optional(pool)
+            .await
+            .map_err(StoreError::sqlx("get_alert: alert"))?;
+            match raw {
+                None => None,
+                Some(raw) => {
+                    let sources: Vec<RawSource> = sqlx::query_as(
+                        "SELECT id, alert_id, layer, model_name, model_version, confidence, \
+                             detection_time, evidence, context_evidence FROM alert_sources \
+                             WHERE alert_id = $1 ORDER BY layer, model_name",
+                    )
+                    .bind(&key)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(StoreError::sqlx("get_alert: sources"))?;
+                    let flow_ids: Vec<String> = sqlx::query_scalar(
+                        "SELECT flow_id FROM alert_flows WHERE alert_id = $1 ORDER BY flow_id",
+                    )
+                    .bind(&key)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(StoreError::sqlx("get_alert: flows"))?;
+                    let predictions: Vec<RawPrediction> = sqlx::query_as(AssertSqlSafe(format!(
+                        "SELECT {PREDICTION_COLUMNS} FROM predictions p \
+                                 LEFT JOIN predicted_techniques t ON t.prediction_id = p.id \
+                                 WHERE p.alert_id = $1 ORDER BY p.timestamp, p.id, t.rank, t.id"
+                    )))
+                    .bind(&key)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(StoreError::sqlx("get_alert: predictions"))?;
+                    Some((raw, sources, flow_ids, predictions))
+                }
+            }
+        });
+        let Some((raw, sources, flow_ids, predictions)) = found else {
             return Ok(None);
         };
         let alert = raw.into_row(OP)?;
-
-        let sources: Vec<RawSource> = sqlx::query_as(
-            "SELECT id, alert_id, layer, model_name, model_version, confidence, detection_time, \
-             evidence, context_evidence FROM alert_sources WHERE alert_id = $1 \
-             ORDER BY layer, model_name",
-        )
-        .bind(&key)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::sqlx("get_alert: sources"))?;
         let sources = sources
             .into_iter()
             .map(|s| s.into_row(OP))
             .collect::<Result<Vec<_>, _>>()?;
-
-        let flow_ids: Vec<String> = sqlx::query_scalar(
-            "SELECT flow_id FROM alert_flows WHERE alert_id = $1 ORDER BY flow_id",
-        )
-        .bind(&key)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::sqlx("get_alert: flows"))?;
         let flow_ids = flow_ids
             .iter()
             .map(|f| uuid(OP, "alert_flows.flow_id", f))
             .collect::<Result<Vec<_>, _>>()?;
-
-        let predictions: Vec<RawPrediction> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT {PREDICTION_COLUMNS} FROM predictions p \
-             LEFT JOIN predicted_techniques t ON t.prediction_id = p.id \
-             WHERE p.alert_id = $1 ORDER BY p.timestamp, p.id, t.rank, t.id"
-        )))
-        .bind(&key)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::sqlx("get_alert: predictions"))?;
         let predictions = group_predictions(OP, predictions)?;
-
         Ok(Some(AlertDetail {
             alert,
             sources,
@@ -442,14 +487,16 @@ impl Store {
     /// linked without a record are left out.
     pub async fn alert_flows(&self, id: Uuid) -> Result<Vec<FlowRecord>, StoreError> {
         const OP: &str = "alert_flows";
-        let records: Vec<String> = sqlx::query_scalar(
-            "SELECT f.record FROM alert_flows af JOIN flows f ON f.flow_id = af.flow_id \
-             WHERE af.alert_id = $1 ORDER BY f.ts_start, f.flow_id",
-        )
-        .bind(id.to_string())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::sqlx(OP))?;
+        let records: Vec<String> = on_engine!(self, |DB, pool, _w, _b| {
+            sqlx::query_scalar(
+                "SELECT f.record FROM alert_flows af JOIN flows f ON f.flow_id = af.flow_id \
+                 WHERE af.alert_id = $1 ORDER BY f.ts_start, f.flow_id",
+            )
+            .bind(id.to_string())
+            .fetch_all(pool)
+            .await
+            .map_err(StoreError::sqlx(OP))?
+        });
         records
             .iter()
             .map(|r| from_json(OP, "flows.record", r))
@@ -457,19 +504,26 @@ impl Store {
     }
 
     /// Alert counters: total, critical, unresolved (`new` or `acknowledged`),
-    /// false positives.
+    /// false positives. Summed from `alert_counters` (kept exact by triggers), not counted
+    /// over the alerts.
     pub async fn alert_stats(&self) -> Result<AlertStats, StoreError> {
         const OP: &str = "alert_stats";
-        let (total, critical, unresolved, false_positives): (i64, i64, i64, i64) = sqlx::query_as(
-            "SELECT COUNT(*), \
-                 COALESCE(SUM(CASE WHEN severity = 'critical' THEN 1 ELSE 0 END), 0), \
-                 COALESCE(SUM(CASE WHEN status IN ('new', 'acknowledged') THEN 1 ELSE 0 END), 0), \
-                 COALESCE(SUM(CASE WHEN status = 'false-positive' THEN 1 ELSE 0 END), 0) \
-                 FROM alerts",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(StoreError::sqlx(OP))?;
+        let (total, critical, unresolved, false_positives): (i64, i64, i64, i64) =
+            on_engine!(self, |DB, pool, _w, _b| {
+                sqlx::query_as(
+                    "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT), \
+                     CAST(COALESCE(SUM(CASE WHEN severity = 'critical' THEN n ELSE 0 END), 0) \
+                         AS BIGINT), \
+                     CAST(COALESCE(SUM(CASE WHEN status IN ('new', 'acknowledged') \
+                         THEN n ELSE 0 END), 0) AS BIGINT), \
+                     CAST(COALESCE(SUM(CASE WHEN status = 'false-positive' THEN n ELSE 0 END), 0) \
+                         AS BIGINT) \
+                     FROM alert_counters",
+                )
+                .fetch_one(pool)
+                .await
+                .map_err(StoreError::sqlx(OP))?
+            });
         Ok(AlertStats {
             total: count(OP, total)?,
             critical: count(OP, critical)?,
@@ -479,23 +533,46 @@ impl Store {
     }
 
     /// Sets an alert's workflow status (an analyst's decision; replays never change it).
-    /// Returns false when there is no alert with this id.
+    /// Returns false when there is no alert with this id; otherwise announces
+    /// [`Change::AlertUpdated`] once the change is committed.
     pub async fn set_alert_status(
         &self,
         id: Uuid,
         status: AlertStatus,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE alerts SET status = $1 WHERE id = $2")
-            .bind(status.as_str())
-            .bind(id.to_string())
-            .execute(&self.writer)
-            .await
-            .map_err(StoreError::sqlx("set_alert_status"))?;
-        Ok(done.rows_affected() > 0)
+        const OP: &str = "set_alert_status";
+        let affected = on_engine!(self, |DB, _pool, writer, begin| {
+            let mut tx = writer
+                .begin_with(begin)
+                .await
+                .map_err(StoreError::sqlx("set_alert_status: begin"))?;
+            if self.engine() == Engine::Postgres {
+                sqlx::query(PG_ALERT_WRITE_LOCK)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::sqlx("set_alert_status: lock alerts"))?;
+            }
+            let affected = sqlx::query("UPDATE alerts SET status = $1 WHERE id = $2")
+                .bind(status.as_str())
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::sqlx(OP))?
+                .rows_affected();
+            tx.commit()
+                .await
+                .map_err(StoreError::sqlx("set_alert_status: commit"))?;
+            affected
+        });
+        if affected > 0 {
+            self.notify([Change::AlertUpdated(id)]);
+        }
+        Ok(affected > 0)
     }
 
     /// Marks a prediction validated at `at` (`Some`) or not validated (`None`). Returns
-    /// false when there is no prediction with this id.
+    /// false when there is no prediction with this id; otherwise announces
+    /// [`Change::PredictionUpdated`] once the change is committed.
     pub async fn set_prediction_validated(
         &self,
         id: Uuid,
@@ -505,37 +582,42 @@ impl Store {
         let at = at
             .map(|t| time::fmt(OP, "validation_time", t))
             .transpose()?;
-        let done = sqlx::query(
-            "UPDATE predictions SET validated = $1, validation_time = $2 WHERE id = $3",
-        )
-        .bind(at.is_some())
-        .bind(at)
-        .bind(id.to_string())
-        .execute(&self.writer)
-        .await
-        .map_err(StoreError::sqlx(OP))?;
-        Ok(done.rows_affected() > 0)
+        let affected = on_engine!(self, |DB, _pool, writer, _b| {
+            sqlx::query("UPDATE predictions SET validated = $1, validation_time = $2 WHERE id = $3")
+                .bind(at.is_some())
+                .bind(at.as_deref())
+                .bind(id.to_string())
+                .execute(writer)
+                .await
+                .map_err(StoreError::sqlx(OP))?
+                .rows_affected()
+        });
+        if affected > 0 {
+            self.notify([Change::PredictionUpdated(id)]);
+        }
+        Ok(affected > 0)
     }
 
     /// Every alert with the flows it covers, both sorted by id.
     pub async fn alert_ids_with_flows(&self) -> Result<Vec<(Uuid, Vec<Uuid>)>, StoreError> {
         const OP: &str = "alert_ids_with_flows";
-        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
-            "SELECT a.id, af.flow_id FROM alerts a \
-             LEFT JOIN alert_flows af ON af.alert_id = a.id ORDER BY a.id, af.flow_id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::sqlx(OP))?;
+        let rows: Vec<(String, Option<String>)> = on_engine!(self, |DB, pool, _w, _b| {
+            sqlx::query_as(
+                "SELECT a.id, af.flow_id FROM alerts a \
+                 LEFT JOIN alert_flows af ON af.alert_id = a.id ORDER BY a.id, af.flow_id",
+            )
+            .fetch_all(pool)
+            .await
+            .map_err(StoreError::sqlx(OP))?
+        });
         let mut out: Vec<(Uuid, Vec<Uuid>)> = Vec::new();
         for (alert, flow) in rows {
             let alert = uuid(OP, "alerts.id", &alert)?;
             if out.last().is_none_or(|(a, _)| *a != alert) {
                 out.push((alert, Vec::new()));
             }
-            if let Some(flow) = flow {
-                let flow = uuid(OP, "alert_flows.flow_id", &flow)?;
-                out.last_mut().expect("pushed above").1.push(flow);
+            if let (Some(flow), Some((_, flows))) = (flow, out.last_mut()) {
+                flows.push(uuid(OP, "alert_flows.flow_id", &flow)?);
             }
         }
         Ok(out)
@@ -545,13 +627,15 @@ impl Store {
     /// flow in several alerts maps to the smallest technique id among them.
     pub async fn flows_alerted(&self) -> Result<HashMap<Uuid, String>, StoreError> {
         const OP: &str = "flows_alerted";
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT af.flow_id, MIN(a.attack_type) FROM alert_flows af \
-             JOIN alerts a ON a.id = af.alert_id GROUP BY af.flow_id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::sqlx(OP))?;
+        let rows: Vec<(String, String)> = on_engine!(self, |DB, pool, _w, _b| {
+            sqlx::query_as(
+                "SELECT af.flow_id, MIN(a.attack_type) FROM alert_flows af \
+                 JOIN alerts a ON a.id = af.alert_id GROUP BY af.flow_id",
+            )
+            .fetch_all(pool)
+            .await
+            .map_err(StoreError::sqlx(OP))?
+        });
         rows.into_iter()
             .map(|(flow, technique)| Ok((uuid(OP, "alert_flows.flow_id", &flow)?, technique)))
             .collect()
@@ -566,19 +650,110 @@ impl Store {
         validated: Option<bool>,
     ) -> Result<Vec<PredictionRow>, StoreError> {
         const OP: &str = "list_predictions";
-        let raw: Vec<RawPrediction> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT {PREDICTION_COLUMNS} FROM \
-             (SELECT * FROM predictions WHERE ($1 IS NULL OR validated = $1) \
-              ORDER BY timestamp DESC, id LIMIT $2 OFFSET $3) p \
-             LEFT JOIN predicted_techniques t ON t.prediction_id = p.id \
-             ORDER BY p.timestamp DESC, p.id, t.rank, t.id"
-        )))
-        .bind(validated)
-        .bind(i64::from(limit))
-        .bind(i64::from(offset))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::sqlx(OP))?;
+        let raw: Vec<RawPrediction> = on_engine!(self, |DB, pool, _w, _b| {
+            sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT {PREDICTION_COLUMNS} FROM \
+                 (SELECT * FROM predictions WHERE ($1 IS NULL OR validated = $1) \
+                  ORDER BY timestamp DESC, id LIMIT $2 OFFSET $3) p \
+                 LEFT JOIN predicted_techniques t ON t.prediction_id = p.id \
+                 ORDER BY p.timestamp DESC, p.id, t.rank, t.id"
+            )))
+            .bind(validated)
+            .bind(i64::from(limit))
+            .bind(i64::from(offset))
+            .fetch_all(pool)
+            .await
+            .map_err(StoreError::sqlx(OP))?
+        });
         group_predictions(OP, raw)
+    }
+
+    /// A prediction with its techniques in rank order; `None` if there is none with this
+    /// id.
+    pub async fn get_prediction(&self, id: Uuid) -> Result<Option<PredictionRow>, StoreError> {
+        const OP: &str = "get_prediction";
+        let raw: Vec<RawPrediction> = on_engine!(self, |DB, pool, _w, _b| {
+            sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT {PREDICTION_COLUMNS} FROM predictions p \
+                 LEFT JOIN predicted_techniques t ON t.prediction_id = p.id \
+                 WHERE p.id = $1 ORDER BY t.rank, t.id"
+            )))
+            .bind(id.to_string())
+            .fetch_all(pool)
+            .await
+            .map_err(StoreError::sqlx(OP))?
+        });
+        Ok(group_predictions(OP, raw)?.into_iter().next())
+    }
+
+    /// The newest prediction: the greatest timestamp, and among equal timestamps the
+    /// greatest id. `None` when there is none.
+    pub async fn latest_prediction(&self) -> Result<Option<PredictionRow>, StoreError> {
+        const OP: &str = "latest_prediction";
+        let raw: Vec<RawPrediction> = on_engine!(self, |DB, pool, _w, _b| {
+            sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT {PREDICTION_COLUMNS} FROM \
+                 (SELECT * FROM predictions ORDER BY timestamp DESC, id DESC LIMIT 1) p \
+                 LEFT JOIN predicted_techniques t ON t.prediction_id = p.id \
+                 ORDER BY t.rank, t.id"
+            )))
+            .fetch_all(pool)
+            .await
+            .map_err(StoreError::sqlx(OP))?
+        });
+        Ok(group_predictions(OP, raw)?.into_iter().next())
+    }
+
+    /// For each distinct `current_technique`, its newest prediction (greatest timestamp,
+    /// then greatest id) with its techniques in rank order; ordered by current technique.
+    pub async fn latest_predictions_by_technique(&self) -> Result<Vec<PredictionRow>, StoreError> {
+        const OP: &str = "latest_predictions_by_technique";
+        let raw: Vec<RawPrediction> = on_engine!(self, |DB, pool, _w, _b| {
+            sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT {PREDICTION_COLUMNS} FROM \
+                 (SELECT *, ROW_NUMBER() OVER (PARTITION BY current_technique \
+                      ORDER BY timestamp DESC, id DESC) AS newest \
+                  FROM predictions) p \
+                 LEFT JOIN predicted_techniques t ON t.prediction_id = p.id \
+                 WHERE p.newest = 1 \
+                 ORDER BY p.current_technique, p.id, t.rank, t.id"
+            )))
+            .fetch_all(pool)
+            .await
+            .map_err(StoreError::sqlx(OP))?
+        });
+        group_predictions(OP, raw)
+    }
+
+    /// The techniques alerts were raised for: alerts grouped by (`attack_type`,
+    /// `facility_id`), with their number and the latest `last_seen`; ordered by technique
+    /// id, then facility. `technique_name` is the greatest `attack_name` of the group (the
+    /// pipeline gives one technique one name).
+    pub async fn techniques_seen(&self) -> Result<Vec<TechniqueSeen>, StoreError> {
+        const OP: &str = "techniques_seen";
+        let rows: Vec<(String, String, String, i64, String)> =
+            on_engine!(self, |DB, pool, _w, _b| {
+                sqlx::query_as(
+                    "SELECT attack_type, MAX(attack_name), facility_id, COUNT(*), MAX(last_seen) \
+                     FROM alerts GROUP BY attack_type, facility_id \
+                     ORDER BY attack_type, facility_id",
+                )
+                .fetch_all(pool)
+                .await
+                .map_err(StoreError::sqlx(OP))?
+            });
+        rows.into_iter()
+            .map(
+                |(technique_id, technique_name, facility_id, alerts, last_seen)| {
+                    Ok(TechniqueSeen {
+                        technique_id,
+                        technique_name,
+                        facility_id,
+                        alerts: count(OP, alerts)?,
+                        last_seen: time::parse(OP, "alerts.last_seen", &last_seen)?,
+                    })
+                },
+            )
+            .collect()
     }
 }

@@ -1,8 +1,9 @@
-//! Store tests, each on a fresh database file in a temporary directory.
+//! Store tests. Each runs once per engine (`<test>::sqlite`, `<test>::postgres`) with the
+//! same body, on a fresh database of its own ([`TestDb`]: a temporary directory, or a fresh
+//! PostgreSQL schema), so tests in parallel never see each other's rows.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
@@ -13,10 +14,36 @@ use fedics_core::{
     Transport, Validate, ids,
 };
 use sqlx::AssertSqlSafe;
-use tempfile::TempDir;
+use tokio::sync::broadcast::error::TryRecvError;
 use uuid::Uuid;
 
-use crate::{AlertQuery, AlertRow, Store, StoreError, WriteBatch, truncate_time};
+use crate::testing::{ENGINES, TestDb};
+use crate::{
+    AlertQuery, AlertRow, Change, Db, Engine, Store, StoreError, WriteBatch, on_engine,
+    truncate_time,
+};
+
+/// Expands each named `async fn name(engine: Engine)` into the tests `name::sqlite` and
+/// `name::postgres` (attributes such as `#[ignore]` go on both).
+macro_rules! on_both_engines {
+    ($($(#[$attr:meta])* $name:ident),* $(,)?) => {$(
+        mod $name {
+            use crate::Engine;
+
+            $(#[$attr])*
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(Engine::Sqlite).await
+            }
+
+            $(#[$attr])*
+            #[tokio::test]
+            async fn postgres() {
+                super::$name(Engine::Postgres).await
+            }
+        }
+    )*};
+}
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -31,23 +58,20 @@ const TABLES: &[&str] = &[
     "predicted_techniques",
     "fl_rounds",
     "fl_clients",
+    "alert_counters",
 ];
 
-struct Db {
-    _dir: TempDir,
-    path: PathBuf,
+/// A store on a fresh database (the store is dropped before its database).
+struct Fresh {
     store: Store,
+    test: TestDb,
 }
 
-async fn fresh() -> Db {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("fedics.db");
-    let store = Store::open(path.to_str().unwrap()).await.expect("open");
-    Db {
-        _dir: dir,
-        path,
-        store,
-    }
+async fn fresh(engine: Engine) -> Fresh {
+    let test = TestDb::new(engine).await;
+    let store = test.open().await;
+    assert_eq!(store.engine(), engine);
+    Fresh { store, test }
 }
 
 fn base() -> DateTime<Utc> {
@@ -358,26 +382,139 @@ fn sample_batch() -> WriteBatch {
 async fn dump(store: &Store) -> BTreeMap<&'static str, Vec<String>> {
     let mut out = BTreeMap::new();
     for table in TABLES {
-        let columns: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info($1)")
-            .bind(*table)
-            .fetch_all(&store.pool)
-            .await
-            .unwrap();
-        assert!(!columns.is_empty(), "table {table} exists");
-        let expr = columns
-            .iter()
-            .map(|c| format!("quote({c})"))
-            .collect::<Vec<_>>()
-            .join(" || '|' || ");
-        let mut rows: Vec<String> =
-            sqlx::query_scalar(AssertSqlSafe(format!("SELECT {expr} FROM {table}")))
-                .fetch_all(&store.pool)
+        let rows = match &store.db {
+            Db::Sqlite { pool, .. } => {
+                let columns: Vec<String> =
+                    sqlx::query_scalar("SELECT name FROM pragma_table_info($1)")
+                        .bind(*table)
+                        .fetch_all(pool)
+                        .await
+                        .unwrap();
+                assert!(!columns.is_empty(), "table {table} exists");
+                let expr = columns
+                    .iter()
+                    .map(|c| format!("quote({c})"))
+                    .collect::<Vec<_>>()
+                    .join(" || '|' || ");
+                sqlx::query_scalar(AssertSqlSafe(format!("SELECT {expr} FROM {table}")))
+                    .fetch_all(pool)
+                    .await
+                    .unwrap()
+            }
+            Db::Postgres { pool } => {
+                let columns: Vec<String> = sqlx::query_scalar(
+                    "SELECT column_name::text FROM information_schema.columns \
+                     WHERE table_schema = current_schema() AND table_name = $1 \
+                     ORDER BY ordinal_position",
+                )
+                .bind(*table)
+                .fetch_all(pool)
                 .await
                 .unwrap();
+                assert!(!columns.is_empty(), "table {table} exists");
+                let expr = columns
+                    .iter()
+                    .map(|c| format!("quote_nullable({c})"))
+                    .collect::<Vec<_>>()
+                    .join(" || '|' || ");
+                sqlx::query_scalar(AssertSqlSafe(format!("SELECT {expr} FROM {table}")))
+                    .fetch_all(pool)
+                    .await
+                    .unwrap()
+            }
+        };
+        let mut rows: Vec<String> = rows;
         rows.sort();
         out.insert(*table, rows);
     }
     out
+}
+
+/// Tables and indexes of the store's schema (SQLite: the file; PostgreSQL: the schema).
+async fn schema_objects(store: &Store) -> BTreeSet<String> {
+    let names: Vec<String> = match &store.db {
+        Db::Sqlite { pool, .. } => sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'index') \
+             AND name NOT LIKE 'sqlite_%'",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap(),
+        Db::Postgres { pool } => sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = current_schema() \
+             UNION ALL SELECT indexname::text FROM pg_indexes \
+             WHERE schemaname = current_schema()",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap(),
+    };
+    names.into_iter().collect()
+}
+
+/// Rows of `alert_counters`: (facility, severity, status, n), sorted.
+type Counts = Vec<(String, String, String, i64)>;
+
+/// `alert_counters` and the same counts computed over `alerts`, both sorted.
+async fn counters_and_recount(store: &Store) -> (Counts, Counts) {
+    on_engine!(store, |DB, pool, _w, _b| {
+        let counters = sqlx::query_as(
+            "SELECT facility_id, severity, status, n FROM alert_counters ORDER BY 1, 2, 3",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        let recount = sqlx::query_as(
+            "SELECT facility_id, severity, status, COUNT(*) FROM alerts \
+             GROUP BY facility_id, severity, status ORDER BY 1, 2, 3",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        (counters, recount)
+    })
+}
+
+/// Asserts that `alert_counters` equals a recount, and that the stats agree with COUNT(*)s
+/// computed directly over `alerts`.
+async fn assert_counters_exact(store: &Store) {
+    let (counters, recount) = counters_and_recount(store).await;
+    assert_eq!(counters, recount, "alert_counters = GROUP BY over alerts");
+    let direct: (i64, i64, i64, i64) = on_engine!(store, |DB, pool, _w, _b| {
+        sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM alerts), \
+             (SELECT COUNT(*) FROM alerts WHERE severity = 'critical'), \
+             (SELECT COUNT(*) FROM alerts WHERE status IN ('new', 'acknowledged')), \
+             (SELECT COUNT(*) FROM alerts WHERE status = 'false-positive')",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    });
+    let s = store.alert_stats().await.unwrap();
+    assert_eq!(
+        (
+            s.total as i64,
+            s.critical as i64,
+            s.unresolved as i64,
+            s.false_positives as i64
+        ),
+        direct,
+        "stats = COUNT(*) over alerts"
+    );
+}
+
+/// The changes announced so far (without waiting).
+fn drain(rx: &mut tokio::sync::broadcast::Receiver<Change>) -> Vec<Change> {
+    let mut out = Vec::new();
+    loop {
+        match rx.try_recv() {
+            Ok(c) => out.push(c),
+            Err(TryRecvError::Empty) => return out,
+            Err(e) => panic!("change feed: {e}"),
+        }
+    }
 }
 
 fn row_counts(d: &BTreeMap<&'static str, Vec<String>>) -> BTreeMap<&'static str, usize> {
@@ -387,42 +524,46 @@ fn row_counts(d: &BTreeMap<&'static str, Vec<String>>) -> BTreeMap<&'static str,
 // ---------------------------------------------------------------------------------------
 // Tests
 
-#[tokio::test]
-async fn migrations_apply_to_fresh_file_and_reopen_keeps_data() {
-    let db = fresh().await;
-    let names: BTreeSet<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type IN ('table', 'index') AND name NOT LIKE 'sqlite_%'",
-    )
-    .fetch_all(&db.store.pool)
-    .await
-    .unwrap()
-    .into_iter()
-    .collect();
+async fn migrations_apply_to_fresh_file_and_reopen_keeps_data(engine: Engine) {
+    let db = fresh(engine).await;
+    let names = schema_objects(&db.store).await;
     for table in TABLES {
         assert!(names.contains(*table), "missing table {table}: {names:?}");
     }
     for index in [
         "idx_alerts_timestamp",
-        "idx_alerts_facility_id",
-        "idx_alerts_severity",
-        "idx_alerts_status",
-        "idx_alerts_last_seen",
+        "idx_alerts_list",
+        "idx_alerts_severity_list",
+        "idx_alerts_status_list",
+        "idx_alerts_facility_list",
+        "idx_alerts_attack_type",
         "idx_predictions_timestamp",
+        "idx_predictions_technique",
         "idx_alert_flows_flow_id",
         "idx_classifications_flow_id",
     ] {
         assert!(names.contains(index), "missing index {index}");
     }
-    let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(&db.store.pool)
-        .await
-        .unwrap();
-    assert_eq!(journal.to_lowercase(), "wal");
-    let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
-        .fetch_one(&db.store.pool)
-        .await
-        .unwrap();
-    assert_eq!(fk, 1);
+    for replaced in [
+        "idx_alerts_facility_id",
+        "idx_alerts_severity",
+        "idx_alerts_status",
+        "idx_alerts_last_seen",
+    ] {
+        assert!(!names.contains(replaced), "index {replaced} is replaced");
+    }
+    if let Db::Sqlite { pool, .. } = &db.store.db {
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(journal.to_lowercase(), "wal");
+        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(fk, 1);
+    }
     db.store.ping().await.unwrap();
 
     let batch = sample_batch();
@@ -432,25 +573,79 @@ async fn migrations_apply_to_fresh_file_and_reopen_keeps_data() {
     db.store.close().await;
     assert!(db.store.ping().await.is_err(), "closed store answers");
 
-    // Re-open the same file, by URL this time: migrations are already applied, data kept.
-    let url = format!("sqlite://{}", db.path.display());
-    let reopened = Store::open(&url).await.expect("re-open");
+    // Re-open the same database (a SQLite file by its bare path this time): migrations are
+    // already applied, data kept.
+    let again = match db.test.sqlite_path() {
+        Some(path) => path.to_str().unwrap().to_string(),
+        None => db.test.url().to_string(),
+    };
+    let reopened = Store::open(&again).await.expect("re-open");
     assert_eq!(dump(&reopened).await, before);
     assert_eq!(reopened.count_alerts().await.unwrap(), 3);
     assert_eq!(reopened.get_alert(uid(&["inc-2"])).await.unwrap(), alert);
-    let migrations: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
-        .fetch_one(&reopened.pool)
-        .await
-        .unwrap();
-    assert_eq!(migrations, 1);
+    let migrations: i64 = on_engine!(reopened, |DB, pool, _w, _b| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    });
+    let expected = match engine {
+        Engine::Sqlite => crate::SQLITE_MIGRATOR.iter().count(),
+        Engine::Postgres => crate::POSTGRES_MIGRATOR.iter().count(),
+    };
+    assert!(expected >= 2, "0001 and 0002 at least");
+    assert_eq!(migrations, expected as i64);
     reopened.close().await;
 }
 
+/// Both engines' migrations: the same tables with the same columns, in the same order.
 #[tokio::test]
-async fn open_reports_the_failing_operation() {
+async fn engines_have_the_same_tables_and_columns() {
+    let mut shapes = Vec::new();
+    for engine in ENGINES {
+        let db = fresh(engine).await;
+        let columns: Vec<(String, String)> = match &db.store.db {
+            Db::Sqlite { pool, .. } => sqlx::query_as(
+                "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p \
+                 WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' \
+                 AND m.name <> '_sqlx_migrations' ORDER BY m.name, p.cid",
+            )
+            .fetch_all(pool)
+            .await
+            .unwrap(),
+            Db::Postgres { pool } => sqlx::query_as(
+                "SELECT table_name::text, column_name::text FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name <> '_sqlx_migrations' \
+                 ORDER BY table_name COLLATE \"C\", ordinal_position",
+            )
+            .fetch_all(pool)
+            .await
+            .unwrap(),
+        };
+        assert!(!columns.is_empty());
+        shapes.push(columns);
+    }
+    assert_eq!(shapes[0], shapes[1]);
+}
+
+async fn open_reports_the_failing_operation(engine: Engine) {
     let dir = tempfile::tempdir().unwrap();
-    // A directory is not a database file.
-    let err = Store::open(dir.path().to_str().unwrap()).await.unwrap_err();
+    let url = match engine {
+        // A directory is not a database file.
+        Engine::Sqlite => dir.path().to_str().unwrap().to_string(),
+        // A database that does not exist, on the test server.
+        Engine::Postgres => {
+            let base = std::env::var(crate::testing::PG_URL_VAR)
+                .unwrap_or_else(|_| crate::testing::DEFAULT_PG_URL.to_string());
+            let base = base.split('?').next().unwrap();
+            let server = base.rsplit_once('/').unwrap().0;
+            format!(
+                "{server}/fedics_no_such_database_{}",
+                Uuid::new_v4().simple()
+            )
+        }
+    };
+    let err = Store::open(&url).await.unwrap_err();
     assert!(
         matches!(err, StoreError::Sqlx { op, .. } if op.starts_with("open")),
         "{err}"
@@ -458,18 +653,41 @@ async fn open_reports_the_failing_operation() {
     assert!(err.to_string().starts_with("open"), "{err}");
 }
 
-#[tokio::test]
-async fn in_memory_url_keeps_one_database() {
-    let store = Store::open("sqlite::memory:").await.unwrap();
+/// SQLite: an in-memory URL is one database over every call, although each SQLite
+/// connection to `:memory:` has a database of its own. PostgreSQL: one server database,
+/// whichever pooled connection answers.
+async fn in_memory_url_keeps_one_database(engine: Engine) {
+    let test = TestDb::new(engine).await;
+    let store = match engine {
+        Engine::Sqlite => Store::open("sqlite::memory:").await.unwrap(),
+        Engine::Postgres => test.open().await,
+    };
     store.apply(&sample_batch()).await.unwrap();
-    for _ in 0..4 {
-        assert_eq!(store.count_alerts().await.unwrap(), 3);
-    }
+    let counts = futures_join_all((0..8).map(|_| {
+        let store = store.clone();
+        async move { store.count_alerts().await.unwrap() }
+    }))
+    .await;
+    assert_eq!(counts, [3; 8]);
 }
 
-#[tokio::test]
-async fn replay_same_or_shuffled_changes_nothing() {
-    let db = fresh().await;
+/// Runs the futures concurrently and returns their outputs in order.
+async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+async fn replay_same_or_shuffled_changes_nothing(engine: Engine) {
+    let db = fresh(engine).await;
     let batch = sample_batch();
     db.store.apply(&batch).await.unwrap();
     let first = dump(&db.store).await;
@@ -509,7 +727,7 @@ async fn replay_same_or_shuffled_changes_nothing() {
     db.store.apply(&shuffled).await.unwrap();
     assert_eq!(dump(&db.store).await, first);
 
-    let other = fresh().await;
+    let other = fresh(engine).await;
     // Split in two transactions, the second half first.
     let (a, b) = shuffled.alerts.split_at(5);
     other
@@ -533,9 +751,8 @@ async fn replay_same_or_shuffled_changes_nothing() {
     assert_eq!(dump(&other.store).await, first);
 }
 
-#[tokio::test]
-async fn merge_keeps_extremes_and_the_analysts_status() {
-    let db = fresh().await;
+async fn merge_keeps_extremes_and_the_analysts_status(engine: Engine) {
+    let db = fresh(engine).await;
     let id = uid(&["merge"]);
     // Arrival order differs from time order.
     let mut e1 = event(id, 1, Severity::Medium, 10, 20, 0.6);
@@ -634,9 +851,8 @@ async fn merge_keeps_extremes_and_the_analysts_status() {
     assert_eq!(classifier.id, crate::source_id(id, "classifier"));
 }
 
-#[tokio::test]
-async fn list_filters_and_paginates() {
-    let db = fresh().await;
+async fn list_filters_and_paginates(engine: Engine) {
+    let db = fresh(engine).await;
     let severities = [
         Severity::Low,
         Severity::Medium,
@@ -863,9 +1079,8 @@ async fn list_filters_and_paginates() {
     assert_eq!(combo.alerts[0].id, uid(&["list", "17"]));
 }
 
-#[tokio::test]
-async fn stats_count_critical_unresolved_and_false_positives() {
-    let db = fresh().await;
+async fn stats_count_critical_unresolved_and_false_positives(engine: Engine) {
+    let db = fresh(engine).await;
     assert_eq!(
         db.store.alert_stats().await.unwrap(),
         crate::AlertStats::default()
@@ -915,9 +1130,8 @@ async fn stats_count_critical_unresolved_and_false_positives() {
     assert_eq!(db.store.count_alerts().await.unwrap(), 5);
 }
 
-#[tokio::test]
-async fn get_alert_has_sources_flows_and_predictions() {
-    let db = fresh().await;
+async fn get_alert_has_sources_flows_and_predictions(engine: Engine) {
+    let db = fresh(engine).await;
     let batch = sample_batch();
     db.store.apply(&batch).await.unwrap();
     assert!(db.store.get_alert(Uuid::nil()).await.unwrap().is_none());
@@ -957,9 +1171,8 @@ async fn get_alert_has_sources_flows_and_predictions() {
     assert_eq!(json["sources"].as_array().unwrap().len(), 3);
 }
 
-#[tokio::test]
-async fn alert_flows_return_the_original_records() {
-    let db = fresh().await;
+async fn alert_flows_return_the_original_records(engine: Engine) {
+    let db = fresh(engine).await;
     let batch = sample_batch();
     db.store.apply(&batch).await.unwrap();
     let id = uid(&["inc-3"]);
@@ -1006,9 +1219,8 @@ async fn alert_flows_return_the_original_records() {
     assert!(inc3.contains(&bare.flow_ids[0]));
 }
 
-#[tokio::test]
-async fn predictions_list_filters_on_validation() {
-    let db = fresh().await;
+async fn predictions_list_filters_on_validation(engine: Engine) {
+    let db = fresh(engine).await;
     // Predictions may arrive before (or without) their alert.
     let predictions: Vec<AttackPrediction> = (0..6)
         .map(|i| {
@@ -1113,9 +1325,10 @@ async fn predictions_list_filters_on_validation() {
     );
 }
 
-#[tokio::test]
-async fn thousand_alert_events_apply_well_under_a_second() {
-    let db = fresh().await;
+/// A thousand updates of a hundred incidents in one batch fold into a hundred alerts; a
+/// replay changes nothing. (Correctness only: no timing is asserted.)
+async fn thousand_alert_events_fold_and_replay(engine: Engine) {
+    let db = fresh(engine).await;
     let alerts: Vec<AlertEvent> = (0..1000u32)
         .map(|i| {
             let id = uid(&["perf", &(i % 100).to_string()]);
@@ -1136,10 +1349,7 @@ async fn thousand_alert_events_apply_well_under_a_second() {
         alerts,
         ..Default::default()
     };
-    let start = Instant::now();
     db.store.apply(&batch).await.unwrap();
-    let took = start.elapsed();
-    eprintln!("1000 alert events applied in {took:?}");
     assert_eq!(db.store.count_alerts().await.unwrap(), 100);
     assert_eq!(db.store.count_predictions().await.unwrap(), 100);
     assert!(
@@ -1151,21 +1361,15 @@ async fn thousand_alert_events_apply_well_under_a_second() {
             .iter()
             .all(|a| a.flow_count == 10)
     );
-    assert!(took < std::time::Duration::from_secs(1), "took {took:?}");
+    assert_counters_exact(&db.store).await;
+    let before = dump(&db.store).await;
 
-    let start = Instant::now();
     db.store.apply(&batch).await.unwrap();
-    let replay = start.elapsed();
-    eprintln!("replayed in {replay:?}");
-    assert!(
-        replay < std::time::Duration::from_secs(1),
-        "replay took {replay:?}"
-    );
+    assert_eq!(dump(&db.store).await, before, "replay changes nothing");
 }
 
-#[tokio::test]
-async fn classifications_are_inserted_once() {
-    let db = fresh().await;
+async fn classifications_are_inserted_once(engine: Engine) {
+    let db = fresh(engine).await;
     let cs: Vec<AttackClassification> = (0..5)
         .map(|n| classification(uid(&["f", &n.to_string()]), n))
         .collect();
@@ -1176,11 +1380,13 @@ async fn classifications_are_inserted_once() {
     db.store.apply(&batch).await.unwrap();
     db.store.apply(&batch).await.unwrap();
     assert_eq!(db.store.count_classifications().await.unwrap(), 5);
-    let evidence: String = sqlx::query_scalar("SELECT evidence FROM classifications WHERE id = $1")
-        .bind(cs[0].event_id.to_string())
-        .fetch_one(&db.store.pool)
-        .await
-        .unwrap();
+    let evidence: String = on_engine!(db.store, |DB, pool, _w, _b| {
+        sqlx::query_scalar("SELECT evidence FROM classifications WHERE id = $1")
+            .bind(cs[0].event_id.to_string())
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    });
     let evidence: Vec<DetectorEvidence> = serde_json::from_str(&evidence).unwrap();
     assert_eq!(evidence, cs[0].evidence);
     // An empty batch is a no-op.
@@ -1189,10 +1395,8 @@ async fn classifications_are_inserted_once() {
 
 /// Throughput probe (not a timed assertion): `cargo test --release -p fedics-store
 /// classification_throughput -- --ignored --nocapture`.
-#[tokio::test]
-#[ignore]
-async fn classification_throughput() {
-    let db = fresh().await;
+async fn classification_throughput(engine: Engine) {
+    let db = fresh(engine).await;
     let all: Vec<AttackClassification> = (0..20_480u32)
         .map(|n| classification(uid(&["flow", &n.to_string()]), n))
         .collect();
@@ -1206,8 +1410,840 @@ async fn classification_throughput() {
     }
     let took = start.elapsed();
     eprintln!(
-        "{} classifications in {took:?}: {:.0} rows/s",
+        "{}: {} classifications in {took:?}: {:.0} rows/s",
+        engine.as_str(),
         all.len(),
         all.len() as f64 / took.as_secs_f64()
     );
+    assert_eq!(
+        db.store.count_classifications().await.unwrap(),
+        all.len() as u64
+    );
+}
+
+/// Deletes one alert with plain SQL (the store has no delete; the trigger must follow).
+async fn delete_alert(store: &Store, id: Uuid) {
+    on_engine!(store, |DB, _pool, writer, _b| {
+        let done = sqlx::query("DELETE FROM alerts WHERE id = $1")
+            .bind(id.to_string())
+            .execute(writer)
+            .await
+            .unwrap();
+        assert_eq!(done.rows_affected(), 1);
+    });
+}
+
+async fn counters_follow_inserts_status_changes_replays_and_deletes(engine: Engine) {
+    let db = fresh(engine).await;
+    assert_counters_exact(&db.store).await;
+    let batch = sample_batch();
+    db.store.apply(&batch).await.unwrap();
+    assert_counters_exact(&db.store).await;
+    let (after_insert, _) = counters_and_recount(&db.store).await;
+    // inc-1..3 end at critical, all new, one facility.
+    assert_eq!(
+        after_insert,
+        [("plant-a".into(), "critical".into(), "new".into(), 3)]
+    );
+
+    // Replays (same order, one by one, shuffled) move no count.
+    db.store.apply(&batch).await.unwrap();
+    for a in &batch.alerts {
+        db.store
+            .apply(&WriteBatch {
+                alerts: vec![a.clone()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let mut shuffled = batch.clone();
+    shuffled.alerts.reverse();
+    db.store.apply(&shuffled).await.unwrap();
+    assert_eq!(counters_and_recount(&db.store).await.0, after_insert);
+
+    // Updates that raise a stored alert's severity move it between counters.
+    let id = uid(&["raised"]);
+    for (n, severity) in [
+        Severity::Low,
+        Severity::Medium,
+        Severity::Low,
+        Severity::High,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut e = event(id, n as u32, severity, 0, 10 + n as i64, 0.5);
+        e.facility_id = "plant-b".into();
+        db.store
+            .apply(&WriteBatch {
+                alerts: vec![e],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_counters_exact(&db.store).await;
+    }
+
+    // Status changes, including setting the same status again.
+    for (name, status) in [
+        ("inc-1", AlertStatus::Acknowledged),
+        ("inc-2", AlertStatus::FalsePositive),
+        ("inc-2", AlertStatus::FalsePositive),
+        ("inc-3", AlertStatus::Resolved),
+        ("raised", AlertStatus::FalsePositive),
+        ("inc-3", AlertStatus::New),
+    ] {
+        assert!(
+            db.store
+                .set_alert_status(uid(&[name]), status)
+                .await
+                .unwrap()
+        );
+        assert_counters_exact(&db.store).await;
+    }
+    let s = db.store.alert_stats().await.unwrap();
+    assert_eq!(
+        (s.total, s.critical, s.unresolved, s.false_positives),
+        (4, 3, 2, 2)
+    );
+    // A replay after the analyst's decisions changes no counter either.
+    let (decided, _) = counters_and_recount(&db.store).await;
+    db.store.apply(&batch).await.unwrap();
+    assert_eq!(counters_and_recount(&db.store).await.0, decided);
+
+    // Deletes (cascading to sources and flows) count down; emptied counters go.
+    delete_alert(&db.store, uid(&["inc-2"])).await;
+    assert_counters_exact(&db.store).await;
+    delete_alert(&db.store, uid(&["raised"])).await;
+    assert_counters_exact(&db.store).await;
+    let s = db.store.alert_stats().await.unwrap();
+    assert_eq!(
+        (s.total, s.critical, s.unresolved, s.false_positives),
+        (2, 2, 2, 0)
+    );
+
+    // The same events in another order, split over transactions: the same counters.
+    let other = fresh(engine).await;
+    let (a, b) = shuffled.alerts.split_at(5);
+    for part in [b, a] {
+        other
+            .store
+            .apply(&WriteBatch {
+                alerts: part.to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_counters_exact(&other.store).await;
+    }
+    assert_eq!(counters_and_recount(&other.store).await.0, after_insert);
+}
+
+/// Totals of filtered lists that come from the counters equal a direct count.
+async fn list_totals_from_counters_equal_a_count(engine: Engine) {
+    let db = fresh(engine).await;
+    let severities = [
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
+    let events: Vec<AlertEvent> = (0..30u32)
+        .map(|i| {
+            let mut e = event(
+                uid(&["totals", &i.to_string()]),
+                0,
+                severities[i as usize % 4],
+                i64::from(i),
+                i64::from(i) + 1,
+                0.5,
+            );
+            e.facility_id = format!("plant-{}", i % 3);
+            e
+        })
+        .collect();
+    db.store
+        .apply(&WriteBatch {
+            alerts: events,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for i in (0..30u32).step_by(4) {
+        db.store
+            .set_alert_status(uid(&["totals", &i.to_string()]), AlertStatus::Resolved)
+            .await
+            .unwrap();
+    }
+    let mut queries = vec![AlertQuery::default()];
+    for severity in severities {
+        for facility in [None, Some("plant-1".to_string())] {
+            for status in [None, Some(AlertStatus::Resolved), Some(AlertStatus::New)] {
+                queries.push(AlertQuery {
+                    severity: Some(severity),
+                    facility_id: facility.clone(),
+                    status,
+                    ..Default::default()
+                });
+                queries.push(AlertQuery {
+                    facility_id: facility.clone(),
+                    status,
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    for q in queries {
+        let page = db.store.list_alerts(&q).await.unwrap();
+        let want: i64 = on_engine!(db.store, |DB, pool, _w, _b| {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM alerts WHERE ($1 IS NULL OR severity = $1) \
+                 AND ($2 IS NULL OR facility_id = $2) AND ($3 IS NULL OR status = $3)",
+            )
+            .bind(q.severity.map(|s| s.as_str()))
+            .bind(q.facility_id.as_deref())
+            .bind(q.status.map(|s| s.as_str()))
+            .fetch_one(pool)
+            .await
+            .unwrap()
+        });
+        assert_eq!(page.total, want as u64, "{q:?}");
+        assert_eq!(page.alerts.len() as u64, page.total.min(50), "{q:?}");
+    }
+}
+
+/// Alerts stored before migration 0002 are counted by its backfill.
+async fn counter_migration_backfills_existing_alerts(engine: Engine) {
+    let test = TestDb::new(engine).await;
+    let rows = [
+        ("a", "plant-a", "critical", 3, "new"),
+        ("b", "plant-a", "critical", 3, "new"),
+        ("c", "plant-a", "low", 0, "resolved"),
+        ("d", "plant-b", "high", 2, "false-positive"),
+    ];
+    const INSERT: &str = "INSERT INTO alerts (id, timestamp, facility_id, severity, \
+        severity_rank, title, description, status, attack_type, attack_name, \
+        correlation_confidence, correlation_summary, context_analysis, first_seen, last_seen, \
+        tactic_ids, src_ip, dst_ip, flow_count, model_versions, headline_rev, latest_rev) \
+        VALUES ($1, $2, $3, $4, $5, 'title', 'description', $6, 'T0855', 'name', 0.5, '', '{}', \
+        $2, $2, '[]', '10.0.0.1', '10.0.0.2', 0, '{}', '', '')";
+    let at = crate::time::fmt("test", "t", t(0)).unwrap();
+    match engine {
+        Engine::Sqlite => {
+            use std::str::FromStr;
+            let options = sqlx::sqlite::SqliteConnectOptions::from_str(test.url())
+                .unwrap()
+                .create_if_missing(true);
+            let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+            crate::SQLITE_MIGRATOR.run_to(1, &pool).await.unwrap();
+            for (name, facility, severity, rank, status) in rows {
+                sqlx::query(INSERT)
+                    .bind(uid(&[name]).to_string())
+                    .bind(&at)
+                    .bind(facility)
+                    .bind(severity)
+                    .bind(rank as i64)
+                    .bind(status)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            pool.close().await;
+        }
+        Engine::Postgres => {
+            let pool = sqlx::PgPool::connect(test.url()).await.unwrap();
+            crate::POSTGRES_MIGRATOR.run_to(1, &pool).await.unwrap();
+            for (name, facility, severity, rank, status) in rows {
+                sqlx::query(INSERT)
+                    .bind(uid(&[name]).to_string())
+                    .bind(&at)
+                    .bind(facility)
+                    .bind(severity)
+                    .bind(rank as i64)
+                    .bind(status)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            pool.close().await;
+        }
+    }
+    let store = test.open().await;
+    assert_counters_exact(&store).await;
+    let s = store.alert_stats().await.unwrap();
+    assert_eq!(
+        (s.total, s.critical, s.unresolved, s.false_positives),
+        (4, 2, 2, 1)
+    );
+    // Triggers keep counting from there.
+    assert!(
+        store
+            .set_alert_status(uid(&["a"]), AlertStatus::Resolved)
+            .await
+            .unwrap()
+    );
+    assert_counters_exact(&store).await;
+    assert_eq!(store.alert_stats().await.unwrap().unresolved, 1);
+}
+
+async fn change_feed_tells_created_from_updated(engine: Engine) {
+    let db = fresh(engine).await;
+    let mut rx = db.store.subscribe_changes();
+    let batch = sample_batch();
+    let mut incidents: Vec<Uuid> = ["inc-1", "inc-2", "inc-3"]
+        .iter()
+        .map(|n| uid(&[n]))
+        .collect();
+    incidents.sort();
+    let mut predictions: Vec<Uuid> = ["inc-1", "inc-2", "inc-3"]
+        .iter()
+        .map(|n| uid(&[n, "prediction"]))
+        .chain([uid(&["standalone"])])
+        .collect();
+
+    db.store.apply(&batch).await.unwrap();
+    let got = drain(&mut rx);
+    let created: Vec<Uuid> = got
+        .iter()
+        .filter_map(|c| match c {
+            Change::AlertCreated(id) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(created, incidents, "each new alert once, by id");
+    let mut new_predictions: Vec<Uuid> = got
+        .iter()
+        .filter_map(|c| match c {
+            Change::PredictionCreated(id) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    new_predictions.sort();
+    predictions.sort();
+    assert_eq!(new_predictions, predictions);
+    assert_eq!(got.len(), 3 + 4, "{got:?}");
+
+    // A replay updates the alerts and creates no prediction.
+    db.store.apply(&batch).await.unwrap();
+    let got = drain(&mut rx);
+    let updated: Vec<Change> = incidents
+        .iter()
+        .copied()
+        .map(Change::AlertUpdated)
+        .collect();
+    assert_eq!(got, updated);
+
+    // One existing alert and one new one in the same batch.
+    let fresh_id = uid(&["feed-new"]);
+    db.store
+        .apply(&WriteBatch {
+            alerts: vec![
+                event(fresh_id, 0, Severity::Low, 0, 1, 0.5),
+                event(incidents[0], 7, Severity::Low, 0, 600, 0.5),
+                event(fresh_id, 1, Severity::High, 0, 2, 0.5),
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut got = drain(&mut rx);
+    got.sort_by_key(|c| format!("{c:?}"));
+    let mut want = vec![
+        Change::AlertCreated(fresh_id),
+        Change::AlertUpdated(incidents[0]),
+    ];
+    want.sort_by_key(|c| format!("{c:?}"));
+    assert_eq!(got, want);
+
+    // Analysts' changes; nothing for ids that do not exist.
+    assert!(
+        db.store
+            .set_alert_status(fresh_id, AlertStatus::Acknowledged)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.store
+            .set_alert_status(Uuid::nil(), AlertStatus::Resolved)
+            .await
+            .unwrap()
+    );
+    assert!(
+        db.store
+            .set_prediction_validated(uid(&["standalone"]), Some(t(900)))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.store
+            .set_prediction_validated(Uuid::nil(), None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        drain(&mut rx),
+        [
+            Change::AlertUpdated(fresh_id),
+            Change::PredictionUpdated(uid(&["standalone"]))
+        ]
+    );
+
+    // An empty batch announces nothing; clones share the feed.
+    db.store.apply(&WriteBatch::default()).await.unwrap();
+    let clone = db.store.clone();
+    clone
+        .set_alert_status(fresh_id, AlertStatus::Resolved)
+        .await
+        .unwrap();
+    assert_eq!(drain(&mut rx), [Change::AlertUpdated(fresh_id)]);
+}
+
+/// A subscriber that reads what a change names finds it committed; a transaction that
+/// fails announces nothing.
+async fn change_feed_announces_only_after_commit(engine: Engine) {
+    let db = fresh(engine).await;
+    let mut rx = db.store.subscribe_changes();
+    let reader = db.store.clone();
+    let watcher = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while seen.len() < 7 {
+            match rx.recv().await.unwrap() {
+                Change::AlertCreated(id) => {
+                    assert!(
+                        reader.get_alert(id).await.unwrap().is_some(),
+                        "{id} visible"
+                    );
+                    seen.push(id);
+                }
+                Change::PredictionCreated(id) => {
+                    let p = reader.get_prediction(id).await.unwrap().expect("visible");
+                    assert_eq!(p.predicted_techniques.len(), 3, "with its techniques");
+                    seen.push(id);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        seen
+    });
+    db.store.apply(&sample_batch()).await.unwrap();
+    assert_eq!(watcher.await.unwrap().len(), 7);
+
+    // Make the next prediction insert fail inside the transaction, after its alert upsert.
+    let mut rx = db.store.subscribe_changes();
+    match &db.store.db {
+        Db::Sqlite { writer, .. } => {
+            sqlx::raw_sql(
+                "CREATE TRIGGER refuse_predictions BEFORE INSERT ON predictions \
+                 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+            )
+            .execute(writer)
+            .await
+            .unwrap();
+        }
+        Db::Postgres { pool } => {
+            sqlx::raw_sql(
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                 BEGIN RAISE EXCEPTION 'refused by the test'; END; $$; \
+                 CREATE TRIGGER refuse_predictions BEFORE INSERT ON predictions \
+                 FOR EACH ROW EXECUTE FUNCTION refuse()",
+            )
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+    }
+    let doomed = uid(&["doomed"]);
+    let mut e = event(doomed, 0, Severity::High, 0, 1, 0.5);
+    e.prediction = Some(prediction(
+        uid(&["doomed", "p"]),
+        doomed,
+        "plant-a",
+        t(1),
+        "T0855",
+    ));
+    let err = db
+        .store
+        .apply(&WriteBatch {
+            alerts: vec![e, event(uid(&["inc-1"]), 9, Severity::Low, 0, 1, 0.5)],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("refused by the test"), "{err}");
+    assert!(
+        db.store.get_alert(doomed).await.unwrap().is_none(),
+        "rolled back"
+    );
+    assert_eq!(drain(&mut rx), [], "nothing announced");
+    assert_counters_exact(&db.store).await;
+}
+
+async fn prediction_reads(engine: Engine) {
+    let db = fresh(engine).await;
+    assert_eq!(db.store.latest_prediction().await.unwrap(), None);
+    assert!(
+        db.store
+            .latest_predictions_by_technique()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(db.store.count_predictions_where(None).await.unwrap(), 0);
+    assert_eq!(db.store.get_prediction(Uuid::nil()).await.unwrap(), None);
+
+    // (name, current technique, seconds): T0855 newest at 50, T0831 at 40 (two share it:
+    // the greater id wins), T0813 once.
+    let specs = [
+        ("a", "T0855", 10),
+        ("b", "T0855", 50),
+        ("c", "T0831", 40),
+        ("d", "T0831", 40),
+        ("e", "T0813", 5),
+        ("f", "T0855", 30),
+    ];
+    let predictions: Vec<AttackPrediction> = specs
+        .iter()
+        .map(|(name, technique, at)| {
+            prediction(
+                uid(&["pr", name]),
+                uid(&["alert", technique]),
+                "plant-a",
+                t(*at),
+                technique,
+            )
+        })
+        .collect();
+    db.store
+        .apply(&WriteBatch {
+            predictions: predictions.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let b = db
+        .store
+        .get_prediction(uid(&["pr", "b"]))
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(b.current_technique, "T0855");
+    assert_eq!(b.predicted_techniques, predictions[1].predicted);
+    assert_eq!(b.timestamp, t(50));
+    assert_eq!(b.alert_id, uid(&["alert", "T0855"]));
+    let listed = db.store.list_predictions(100, 0, None).await.unwrap();
+    assert_eq!(listed[0], b, "the same row as the list returns");
+
+    assert_eq!(db.store.latest_prediction().await.unwrap(), Some(b.clone()));
+
+    let newest_d_or_c = uid(&["pr", "c"]).max(uid(&["pr", "d"]));
+    let by_technique = db.store.latest_predictions_by_technique().await.unwrap();
+    let got: Vec<(&str, Uuid)> = by_technique
+        .iter()
+        .map(|p| (p.current_technique.as_str(), p.id))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("T0813", uid(&["pr", "e"])),
+            ("T0831", newest_d_or_c),
+            ("T0855", uid(&["pr", "b"])),
+        ]
+    );
+    assert!(
+        by_technique
+            .iter()
+            .all(|p| p.predicted_techniques.len() == 3)
+    );
+
+    // A tie on the greatest timestamp: the greater id is the latest.
+    let tie = prediction(uid(&["pr", "tie"]), Uuid::nil(), "plant-b", t(50), "T0855");
+    db.store
+        .apply(&WriteBatch {
+            predictions: vec![tie],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let latest = db.store.latest_prediction().await.unwrap().unwrap();
+    assert_eq!(latest.id, uid(&["pr", "tie"]).max(uid(&["pr", "b"])));
+
+    for name in ["a", "c"] {
+        db.store
+            .set_prediction_validated(uid(&["pr", name]), Some(t(100)))
+            .await
+            .unwrap();
+    }
+    assert_eq!(db.store.count_predictions_where(None).await.unwrap(), 7);
+    assert_eq!(
+        db.store.count_predictions_where(Some(true)).await.unwrap(),
+        2
+    );
+    assert_eq!(
+        db.store.count_predictions_where(Some(false)).await.unwrap(),
+        5
+    );
+    assert_eq!(
+        db.store.count_predictions_where(None).await.unwrap(),
+        db.store.count_predictions().await.unwrap()
+    );
+    let a = db
+        .store
+        .get_prediction(uid(&["pr", "a"]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(a.validated);
+    assert_eq!(a.validation_time, Some(t(100)));
+}
+
+async fn techniques_seen_groups_alerts_by_technique_and_facility(engine: Engine) {
+    let db = fresh(engine).await;
+    assert!(db.store.techniques_seen().await.unwrap().is_empty());
+    // (technique, facility, last seen)
+    let specs = [
+        ("T0855", "plant-b", 100),
+        ("T0855", "plant-a", 40),
+        ("T0855", "plant-a", 70),
+        ("T0831", "plant-a", 20),
+        ("T0855", "plant-a", 10),
+    ];
+    let events: Vec<AlertEvent> = specs
+        .iter()
+        .enumerate()
+        .map(|(i, (technique, facility, last))| {
+            let mut e = event(
+                uid(&["seen", &i.to_string()]),
+                0,
+                Severity::High,
+                0,
+                *last,
+                0.5,
+            );
+            e.attack_type = technique.to_string();
+            e.attack_name = format!("name of {technique}");
+            e.facility_id = facility.to_string();
+            e
+        })
+        .collect();
+    db.store
+        .apply(&WriteBatch {
+            alerts: events,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let seen = db.store.techniques_seen().await.unwrap();
+    let want = vec![
+        crate::TechniqueSeen {
+            technique_id: "T0831".into(),
+            technique_name: "name of T0831".into(),
+            facility_id: "plant-a".into(),
+            alerts: 1,
+            last_seen: t(20),
+        },
+        crate::TechniqueSeen {
+            technique_id: "T0855".into(),
+            technique_name: "name of T0855".into(),
+            facility_id: "plant-a".into(),
+            alerts: 3,
+            last_seen: t(70),
+        },
+        crate::TechniqueSeen {
+            technique_id: "T0855".into(),
+            technique_name: "name of T0855".into(),
+            facility_id: "plant-b".into(),
+            alerts: 1,
+            last_seen: t(100),
+        },
+    ];
+    assert_eq!(seen, want);
+    let json = serde_json::to_value(&seen[0]).unwrap();
+    assert_eq!(json["technique_id"], "T0831");
+    assert_eq!(json["alerts"], 1);
+}
+
+/// Two stores (two pools) on one database see each other's writes, and concurrent batches
+/// on one store keep the counters exact.
+async fn concurrent_writers_keep_counters_exact(engine: Engine) {
+    let db = fresh(engine).await;
+    let second = db.test.open().await;
+    let writes = (0..8u32).map(|w| {
+        let store = if w % 2 == 0 {
+            db.store.clone()
+        } else {
+            second.clone()
+        };
+        async move {
+            for round in 0..4u32 {
+                let alerts = (0..10u32)
+                    .map(|i| {
+                        let id = uid(&["conc", &(i % 5).to_string()]);
+                        let severity = [Severity::Low, Severity::Critical][(i + w) as usize % 2];
+                        event(id, w * 100 + round * 10 + i, severity, 0, i64::from(i), 0.5)
+                    })
+                    .collect();
+                store
+                    .apply(&WriteBatch {
+                        alerts,
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    futures_join_all(writes).await;
+    assert_eq!(second.count_alerts().await.unwrap(), 5);
+    assert_counters_exact(&db.store).await;
+    assert_counters_exact(&second).await;
+    assert_eq!(db.store.alert_stats().await.unwrap().critical, 5);
+}
+
+on_both_engines!(
+    migrations_apply_to_fresh_file_and_reopen_keeps_data,
+    open_reports_the_failing_operation,
+    in_memory_url_keeps_one_database,
+    replay_same_or_shuffled_changes_nothing,
+    merge_keeps_extremes_and_the_analysts_status,
+    list_filters_and_paginates,
+    stats_count_critical_unresolved_and_false_positives,
+    get_alert_has_sources_flows_and_predictions,
+    alert_flows_return_the_original_records,
+    predictions_list_filters_on_validation,
+    thousand_alert_events_fold_and_replay,
+    classifications_are_inserted_once,
+    #[ignore = "throughput probe: cargo test --release -p fedics-store classification_throughput -- --ignored --nocapture"]
+    classification_throughput,
+    counters_follow_inserts_status_changes_replays_and_deletes,
+    list_totals_from_counters_equal_a_count,
+    counter_migration_backfills_existing_alerts,
+    change_feed_tells_created_from_updated,
+    change_feed_announces_only_after_commit,
+    prediction_reads,
+    techniques_seen_groups_alerts_by_technique_and_facility,
+    concurrent_writers_keep_counters_exact,
+    retention_deletes_old_raw_records_and_keeps_alerts,
+);
+
+async fn retention_deletes_old_raw_records_and_keeps_alerts(engine: Engine) {
+    let db = fresh(engine).await;
+    let mut batch = sample_batch();
+    // Classifications of five flows, one a minute, each carrying its flow record.
+    let cs: Vec<AttackClassification> = (0..5u32)
+        .map(|n| {
+            let flow_id = uid(&["retained", &n.to_string()]);
+            let mut c = classification(flow_id, n * 60);
+            c.event_id = uid(&["retained-classification", &n.to_string()]);
+            c.flow = Some(Box::new(flow_record(
+                flow_id,
+                "plant-a",
+                t(i64::from(n) * 60),
+                "benign",
+            )));
+            c
+        })
+        .collect();
+    batch.classifications.extend(cs.iter().map(record));
+    db.store.apply(&batch).await.unwrap();
+    for (i, at) in [t(0), t(3600)].into_iter().enumerate() {
+        db.store
+            .insert_audit(&crate::AuditEntry {
+                timestamp: at,
+                actor: "ann".into(),
+                role: "analyst".into(),
+                method: "PUT".into(),
+                path: format!("/api/alerts/{i}/status"),
+                target: None,
+                status: 200,
+                detail: serde_json::json!({}),
+                client_ip: None,
+            })
+            .await
+            .unwrap();
+    }
+    let alerts = db.store.count_alerts().await.unwrap();
+    let flows_before: i64 = on_engine!(db.store, |DB, pool, _w, _b| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM flows")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    });
+    let classifications_before = db.store.count_classifications().await.unwrap();
+    // Keep one day; "now" is a day after the third minute: flows and classifications of
+    // minutes 0..=2 (and the sample batch's, which are older still) go.
+    let day = Duration::days(1);
+    let now = t(150) + day;
+    let nothing = db
+        .store
+        .apply_retention(now, &crate::Retention::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        nothing,
+        crate::RetentionReport::default(),
+        "no periods, nothing deleted"
+    );
+    let report = db
+        .store
+        .apply_retention(
+            now,
+            &crate::Retention {
+                flows: Some(day),
+                classifications: Some(day),
+                audit: Some(day),
+            },
+        )
+        .await
+        .unwrap();
+    let cutoff = crate::time::fmt("test", "cutoff", now - day).unwrap();
+    let flows_after: i64 = on_engine!(db.store, |DB, pool, _w, _b| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM flows")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    });
+    let old_left: i64 = on_engine!(db.store, |DB, pool, _w, _b| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM flows WHERE ts_end < $1")
+            .bind(&cutoff)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    });
+    assert_eq!(old_left, 0, "no flow older than the period is left");
+    assert_eq!(report.flows as i64, flows_before - flows_after);
+    assert!(report.flows >= 3, "{report:?}");
+    assert!(flows_after >= 2, "the newer flows stay: {flows_after}");
+    assert_eq!(
+        db.store.count_classifications().await.unwrap(),
+        classifications_before - report.classifications
+    );
+    assert!(report.classifications >= 3);
+    assert_eq!(report.audit, 1, "only the old audit record goes");
+    assert_eq!(
+        db.store.count_alerts().await.unwrap(),
+        alerts,
+        "alerts are kept"
+    );
+    assert_counters_exact(&db.store).await;
+    // Alerts keep the ids of flows whose records are gone.
+    for (alert, flows) in db.store.alert_ids_with_flows().await.unwrap() {
+        let detail = db.store.get_alert(alert).await.unwrap().unwrap();
+        assert_eq!(detail.flow_ids, flows);
+    }
+    // Idempotent.
+    let again = db
+        .store
+        .apply_retention(
+            now,
+            &crate::Retention {
+                flows: Some(day),
+                classifications: Some(day),
+                audit: Some(day),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, crate::RetentionReport::default());
 }

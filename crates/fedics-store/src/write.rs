@@ -6,14 +6,14 @@
 //! when its key is greater: the result is the value of the update with the greatest key,
 //! whatever the order of arrival.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use fedics_core::{AlertEvent, AlertSource, AttackPrediction, Severity, ids};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::QueryBuilder;
 use uuid::Uuid;
 
 use crate::model::{ClassificationRecord, StoredFlow, WriteBatch};
-use crate::{Store, StoreError, time};
+use crate::{Change, Engine, PG_ALERT_WRITE_LOCK, Store, StoreError, on_engine, time};
 
 const OP: &str = "apply";
 
@@ -86,13 +86,7 @@ ON CONFLICT (id) DO UPDATE SET \
 const INSERT_PREDICTION: &str = "\
 INSERT INTO predictions (id, timestamp, facility_id, current_technique, \
     current_technique_name, alert_id, validated, validation_time, model, observations) \
-VALUES ($1, $2, $3, $4, $5, $6, 0, NULL, $7, $8) \
-ON CONFLICT (id) DO NOTHING";
-
-const INSERT_TECHNIQUE: &str = "\
-INSERT INTO predicted_techniques (id, prediction_id, technique_id, technique_name, \
-    probability, rank, timeframe) \
-VALUES ($1, $2, $3, $4, $5, $6, $7) \
+VALUES ($1, $2, $3, $4, $5, $6, FALSE, NULL, $7, $8) \
 ON CONFLICT (id) DO NOTHING";
 
 /// Rank stored in `alerts.severity_rank`: low 0, medium 1, high 2, critical 3.
@@ -141,32 +135,40 @@ impl Store {
     ///   insert: the pipeline never overwrites an analyst's status.
     ///
     /// The update's flows are linked in `alert_flows`; `flow_count` is recounted. Flow
-    /// records arrive with their classifications and are stored in `flows`. Each source is one row per (alert, model name)
-    /// with the highest confidence and the latest evidence (greatest detection time). An
-    /// attached prediction is stored like one in `predictions`. Classifications and
-    /// predictions are inserted once by event id.
+    /// records arrive with their classifications and are stored in `flows`. Each source is
+    /// one row per (alert, model name) with the highest confidence and the latest evidence
+    /// (greatest detection time). An attached prediction is stored like one in
+    /// `predictions`. Classifications and predictions are inserted once by event id.
     ///
     /// The updates of one alert within a batch are first folded in memory with the same
     /// merge rules (they are associative and commutative), so a flood of updates to one
-    /// incident costs one upsert, and flow links, flows and classifications are inserted
-    /// with multi-row statements: SQLite round trips, not rows, are what costs.
+    /// incident costs one upsert, and flow links, flows, classifications and predicted
+    /// techniques are inserted with multi-row statements: round trips, not rows, are what
+    /// costs. On SQLite the transaction runs on the store's one writer connection.
+    ///
+    /// After the commit, [`Store::subscribe_changes`] receives [`Change::AlertCreated`] for
+    /// each alert id that was absent when the transaction looked (inside the transaction,
+    /// before its upserts), [`Change::AlertUpdated`] for the other alerts of the batch, and
+    /// [`Change::PredictionCreated`] for each prediction inserted by this batch. Alert
+    /// writers run one at a time (SQLite's one writer connection; on PostgreSQL a
+    /// transaction-level advisory lock, see `PG_ALERT_WRITE_LOCK`), so that check is exact.
     pub async fn apply(&self, batch: &WriteBatch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
         let started = std::time::Instant::now();
         // Everything that can fail on encoding is prepared before the transaction opens.
-        let mut alerts: BTreeMap<Uuid, AlertFold<'_>> = BTreeMap::new();
-        let mut sources: BTreeMap<(Uuid, &str), SourceFold> = BTreeMap::new();
+        let mut folds: BTreeMap<Uuid, AlertFold<'_>> = BTreeMap::new();
+        let mut source_folds: BTreeMap<(Uuid, &str), SourceFold> = BTreeMap::new();
         let mut links: Vec<(String, String)> = Vec::with_capacity(batch.alerts.len());
         let mut flows: Vec<FlowRow> = Vec::new();
         let mut predictions: Vec<&AttackPrediction> = Vec::new();
         for a in &batch.alerts {
             let update = AlertFold::new(a)?;
-            match alerts.get_mut(&a.alert_id) {
+            match folds.get_mut(&a.alert_id) {
                 Some(f) => f.merge(update),
                 None => {
-                    alerts.insert(a.alert_id, update);
+                    folds.insert(a.alert_id, update);
                 }
             }
             let alert_id = a.alert_id.to_string();
@@ -175,10 +177,10 @@ impl Store {
             }
             for src in &a.sources {
                 let update = SourceFold::new(src)?;
-                match sources.get_mut(&(a.alert_id, src.model_name.as_str())) {
+                match source_folds.get_mut(&(a.alert_id, src.model_name.as_str())) {
                     Some(f) => f.merge(update),
                     None => {
-                        sources.insert((a.alert_id, src.model_name.as_str()), update);
+                        source_folds.insert((a.alert_id, src.model_name.as_str()), update);
                     }
                 }
             }
@@ -187,6 +189,18 @@ impl Store {
             }
         }
         predictions.extend(batch.predictions.iter());
+        let alerts = folds
+            .iter()
+            .map(|(id, f)| f.row(*id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let sources: Vec<SourceRow<'_>> = source_folds
+            .iter()
+            .map(|((alert_id, model_name), s)| s.row(*alert_id, model_name))
+            .collect();
+        let predictions = predictions
+            .into_iter()
+            .map(NewPrediction::new)
+            .collect::<Result<Vec<_>, _>>()?;
         let classifications = batch
             .classifications
             .iter()
@@ -208,88 +222,204 @@ impl Store {
         }
 
         let prepared_ms = started.elapsed().as_secs_f64() * 1e3;
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(StoreError::sqlx("apply: begin"))?;
-        for (id, a) in &alerts {
-            a.upsert(&mut tx, *id).await?;
-        }
-        for chunk in owned_chunks(links) {
-            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO alert_flows (alert_id, flow_id) ");
-            q.push_values(chunk, |mut b, (a, f)| {
-                b.push_bind(a).push_bind(f);
-            });
-            q.push(" ON CONFLICT (alert_id, flow_id) DO NOTHING");
-            q.build()
-                .execute(&mut *tx)
+        let (existing, new_predictions) = on_engine!(self, |DB, _pool, writer, begin| {
+            let mut tx = writer
+                .begin_with(begin)
                 .await
-                .map_err(StoreError::sqlx("apply: link alert flows"))?;
-        }
-        for chunk in owned_chunks(flows) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO flows (flow_id, facility_id, ts_start, ts_end, src_ip, dst_ip, \
-                 dst_port, label, record) ",
-            );
-            q.push_values(chunk, |mut b, f| {
-                b.push_bind(f.flow_id)
-                    .push_bind(f.facility_id)
-                    .push_bind(f.ts_start)
-                    .push_bind(f.ts_end)
-                    .push_bind(f.src_ip)
-                    .push_bind(f.dst_ip)
-                    .push_bind(f.dst_port)
-                    .push_bind(f.label)
-                    .push_bind(f.record);
-            });
-            q.push(" ON CONFLICT (flow_id) DO NOTHING");
-            q.build()
-                .execute(&mut *tx)
+                .map_err(StoreError::sqlx("apply: begin"))?;
+            if self.engine() == Engine::Postgres && !alerts.is_empty() {
+                sqlx::query(PG_ALERT_WRITE_LOCK)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::sqlx("apply: lock alerts"))?;
+            }
+
+            // Which alerts exist already (for the change feed).
+            let mut existing: HashSet<String> = HashSet::new();
+            for chunk in alerts.chunks(IDS_PER_STATEMENT) {
+                let mut q = QueryBuilder::<DB>::new("SELECT id FROM alerts WHERE id IN (");
+                let mut ids = q.separated(", ");
+                for a in chunk {
+                    ids.push_bind(a.id.as_str());
+                }
+                q.push(")");
+                let found: Vec<String> = q
+                    .build_query_scalar()
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(StoreError::sqlx("apply: find existing alerts"))?;
+                existing.extend(found);
+            }
+
+            for a in &alerts {
+                sqlx::query(UPSERT_ALERT)
+                    .bind(a.id.as_str())
+                    .bind(a.first_seen)
+                    .bind(a.facility_id)
+                    .bind(a.severity)
+                    .bind(a.rank)
+                    .bind(a.title)
+                    .bind(a.description)
+                    .bind(a.status)
+                    .bind(a.attack_type)
+                    .bind(a.attack_name)
+                    .bind(a.confidence)
+                    .bind(a.correlation_summary)
+                    .bind(a.context_analysis.as_str())
+                    .bind(a.last_seen)
+                    .bind(a.tactic_ids.as_str())
+                    .bind(a.src_ip.as_str())
+                    .bind(a.dst_ip.as_str())
+                    .bind(a.model_versions.as_str())
+                    .bind(a.headline_rev)
+                    .bind(a.latest_rev)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::sqlx("apply: upsert alert"))?;
+            }
+            for chunk in owned_chunks(links) {
+                let mut q = QueryBuilder::<DB>::new("INSERT INTO alert_flows (alert_id, flow_id) ");
+                q.push_values(chunk, |mut b, (a, f)| {
+                    b.push_bind(a).push_bind(f);
+                });
+                q.push(" ON CONFLICT (alert_id, flow_id) DO NOTHING");
+                q.build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::sqlx("apply: link alert flows"))?;
+            }
+            for chunk in owned_chunks(flows) {
+                let mut q = QueryBuilder::<DB>::new(
+                    "INSERT INTO flows (flow_id, facility_id, ts_start, ts_end, src_ip, dst_ip, \
+                     dst_port, label, record) ",
+                );
+                q.push_values(chunk, |mut b, f| {
+                    b.push_bind(f.flow_id)
+                        .push_bind(f.facility_id)
+                        .push_bind(f.ts_start)
+                        .push_bind(f.ts_end)
+                        .push_bind(f.src_ip)
+                        .push_bind(f.dst_ip)
+                        .push_bind(f.dst_port)
+                        .push_bind(f.label)
+                        .push_bind(f.record);
+                });
+                q.push(" ON CONFLICT (flow_id) DO NOTHING");
+                q.build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::sqlx("apply: insert flows"))?;
+            }
+            for s in &sources {
+                sqlx::query(UPSERT_SOURCE)
+                    .bind(s.id.as_str())
+                    .bind(s.alert_id.as_str())
+                    .bind(s.layer)
+                    .bind(s.model_name)
+                    .bind(s.model_version)
+                    .bind(s.confidence)
+                    .bind(s.detection_time)
+                    .bind(s.evidence)
+                    .bind(s.context_evidence)
+                    .bind(s.evidence_rev)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::sqlx("apply: upsert alert source"))?;
+            }
+            for a in &alerts {
+                sqlx::query(COUNT_FLOWS)
+                    .bind(a.id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::sqlx("apply: count alert flows"))?;
+            }
+            for chunk in owned_chunks(classifications) {
+                let mut q = QueryBuilder::<DB>::new(
+                    "INSERT INTO classifications (id, flow_id, facility_id, timestamp, \
+                     technique_id, technique_name, confidence, classifier, classifier_version, \
+                     evidence) ",
+                );
+                q.push_values(chunk, |mut b, c| {
+                    b.push_bind(c.id)
+                        .push_bind(c.flow_id)
+                        .push_bind(c.facility_id)
+                        .push_bind(c.timestamp)
+                        .push_bind(c.technique_id)
+                        .push_bind(c.technique_name)
+                        .push_bind(c.confidence)
+                        .push_bind(c.classifier)
+                        .push_bind(c.classifier_version)
+                        .push_bind(c.evidence);
+                });
+                q.push(" ON CONFLICT (id) DO NOTHING");
+                q.build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::sqlx("apply: insert classifications"))?;
+            }
+            // Predictions one by one, to learn which are new: only those get their
+            // techniques (a stored prediction has them from an earlier transaction).
+            let mut new_predictions: Vec<Uuid> = Vec::new();
+            let mut techniques: Vec<(&str, &TechniqueRow<'_>)> = Vec::new();
+            for p in &predictions {
+                let inserted = sqlx::query(INSERT_PREDICTION)
+                    .bind(p.id.as_str())
+                    .bind(p.timestamp.as_str())
+                    .bind(p.facility_id)
+                    .bind(p.current_technique)
+                    .bind(p.current_technique_name)
+                    .bind(p.alert_id.as_str())
+                    .bind(p.model)
+                    .bind(p.observations)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::sqlx("apply: insert prediction"))?
+                    .rows_affected();
+                if inserted > 0 {
+                    new_predictions.push(p.event_id);
+                    techniques.extend(p.techniques.iter().map(|t| (p.id.as_str(), t)));
+                }
+            }
+            for chunk in owned_chunks(techniques) {
+                let mut q = QueryBuilder::<DB>::new(
+                    "INSERT INTO predicted_techniques (id, prediction_id, technique_id, \
+                     technique_name, probability, rank, timeframe) ",
+                );
+                q.push_values(chunk, |mut b, (prediction_id, t)| {
+                    b.push_bind(t.id.as_str())
+                        .push_bind(prediction_id)
+                        .push_bind(t.technique_id)
+                        .push_bind(t.technique_name)
+                        .push_bind(t.probability)
+                        .push_bind(t.rank)
+                        .push_bind(t.timeframe);
+                });
+                q.push(" ON CONFLICT (id) DO NOTHING");
+                q.build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::sqlx("apply: insert predicted techniques"))?;
+            }
+            tx.commit()
                 .await
-                .map_err(StoreError::sqlx("apply: insert flows"))?;
-        }
-        for ((alert_id, model_name), s) in &sources {
-            s.upsert(&mut tx, *alert_id, model_name).await?;
-        }
-        for alert_id in alerts.keys() {
-            sqlx::query(COUNT_FLOWS)
-                .bind(alert_id.to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::sqlx("apply: count alert flows"))?;
-        }
-        for chunk in owned_chunks(classifications) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO classifications (id, flow_id, facility_id, timestamp, technique_id, \
-                 technique_name, confidence, classifier, classifier_version, evidence) ",
-            );
-            q.push_values(chunk, |mut b, c| {
-                b.push_bind(c.id)
-                    .push_bind(c.flow_id)
-                    .push_bind(c.facility_id)
-                    .push_bind(c.timestamp)
-                    .push_bind(c.technique_id)
-                    .push_bind(c.technique_name)
-                    .push_bind(c.confidence)
-                    .push_bind(c.classifier)
-                    .push_bind(c.classifier_version)
-                    .push_bind(c.evidence);
-            });
-            q.push(" ON CONFLICT (id) DO NOTHING");
-            q.build()
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::sqlx("apply: insert classifications"))?;
-        }
-        for p in predictions {
-            write_prediction(&mut tx, p).await?;
-        }
-        tx.commit()
-            .await
-            .map_err(StoreError::sqlx("apply: commit"))?;
+                .map_err(StoreError::sqlx("apply: commit"))?;
+            (existing, new_predictions)
+        });
+        self.notify(
+            alerts
+                .iter()
+                .map(|a| {
+                    if existing.contains(&a.id) {
+                        Change::AlertUpdated(a.uuid)
+                    } else {
+                        Change::AlertCreated(a.uuid)
+                    }
+                })
+                .chain(new_predictions.into_iter().map(Change::PredictionCreated)),
+        );
         tracing::debug!(
             target: "fedics_store",
+            engine = self.engine().as_str(),
             alerts = batch.alerts.len(),
             classifications = batch.classifications.len(),
             predictions = batch.predictions.len(),
@@ -311,9 +441,12 @@ fn owned_chunks<T>(rows: Vec<T>) -> impl Iterator<Item = Vec<T>> {
     })
 }
 
-/// Rows per multi-row INSERT (9 columns x 64 rows stays far below SQLite's and
+/// Rows per multi-row INSERT (10 columns x 64 rows stays far below SQLite's and
 /// PostgreSQL's bind-parameter limits).
 const ROWS_PER_STATEMENT: usize = 64;
+
+/// Ids per `IN (…)` list.
+const IDS_PER_STATEMENT: usize = 512;
 
 /// The bound values of one alert upsert, folded over a batch's updates of that alert with
 /// the same rules the SQL upsert applies against the stored row.
@@ -377,7 +510,8 @@ impl<'a> AlertFold<'a> {
         }
     }
 
-    async fn upsert(&self, conn: &mut SqliteConnection, id: Uuid) -> Result<(), StoreError> {
+    /// The bound values of the upsert of alert `id`.
+    fn row(&self, id: Uuid) -> Result<AlertUpsert<'_>, StoreError> {
         let (h, l, o) = (self.headline, self.latest, self.origin);
         let context = serde_json::json!({
             "src_ip": l.src_ip,
@@ -385,32 +519,55 @@ impl<'a> AlertFold<'a> {
             "tactic_ids": l.tactic_ids,
             "model_versions": l.model_versions,
         });
-        sqlx::query(UPSERT_ALERT)
-            .bind(id.to_string())
-            .bind(&self.first_seen)
-            .bind(&o.facility_id)
-            .bind(self.severity)
-            .bind(self.rank)
-            .bind(&h.title)
-            .bind(&h.description)
-            .bind(o.status.as_str())
-            .bind(&o.attack_type)
-            .bind(&h.attack_name)
-            .bind(self.confidence)
-            .bind(&h.correlation_summary)
-            .bind(json("alert.context_analysis", &context)?)
-            .bind(&self.last_seen)
-            .bind(json("alert.tactic_ids", &l.tactic_ids)?)
-            .bind(o.src_ip.to_string())
-            .bind(l.dst_ip.to_string())
-            .bind(json("alert.model_versions", &l.model_versions)?)
-            .bind(&self.headline_rev)
-            .bind(&self.latest_rev)
-            .execute(&mut *conn)
-            .await
-            .map_err(StoreError::sqlx("apply: upsert alert"))?;
-        Ok(())
+        Ok(AlertUpsert {
+            uuid: id,
+            id: id.to_string(),
+            first_seen: &self.first_seen,
+            last_seen: &self.last_seen,
+            facility_id: &o.facility_id,
+            severity: self.severity,
+            rank: self.rank,
+            title: &h.title,
+            description: &h.description,
+            status: o.status.as_str(),
+            attack_type: &o.attack_type,
+            attack_name: &h.attack_name,
+            confidence: self.confidence,
+            correlation_summary: &h.correlation_summary,
+            context_analysis: json("alert.context_analysis", &context)?,
+            tactic_ids: json("alert.tactic_ids", &l.tactic_ids)?,
+            src_ip: o.src_ip.to_string(),
+            dst_ip: l.dst_ip.to_string(),
+            model_versions: json("alert.model_versions", &l.model_versions)?,
+            headline_rev: &self.headline_rev,
+            latest_rev: &self.latest_rev,
+        })
     }
+}
+
+/// The bound values of one alert upsert (`UPSERT_ALERT`).
+struct AlertUpsert<'a> {
+    uuid: Uuid,
+    id: String,
+    first_seen: &'a str,
+    last_seen: &'a str,
+    facility_id: &'a str,
+    severity: &'static str,
+    rank: i64,
+    title: &'a str,
+    description: &'a str,
+    status: &'static str,
+    attack_type: &'a str,
+    attack_name: &'a str,
+    confidence: f64,
+    correlation_summary: &'a str,
+    context_analysis: String,
+    tactic_ids: String,
+    src_ip: String,
+    dst_ip: String,
+    model_versions: String,
+    headline_rev: &'a str,
+    latest_rev: &'a str,
 }
 
 /// One source row, folded over a batch (max confidence, evidence of the greatest rev).
@@ -454,28 +611,35 @@ impl SourceFold {
         self.confidence = confidence;
     }
 
-    async fn upsert(
-        &self,
-        conn: &mut SqliteConnection,
-        alert_id: Uuid,
-        model_name: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(UPSERT_SOURCE)
-            .bind(source_id(alert_id, model_name).to_string())
-            .bind(alert_id.to_string())
-            .bind(self.layer)
-            .bind(model_name)
-            .bind(&self.model_version)
-            .bind(self.confidence)
-            .bind(&self.detection_time)
-            .bind(&self.evidence)
-            .bind(&self.context_evidence)
-            .bind(&self.evidence_rev)
-            .execute(&mut *conn)
-            .await
-            .map_err(StoreError::sqlx("apply: upsert alert source"))?;
-        Ok(())
+    /// The bound values of the upsert of the source row of `model_name` in `alert_id`.
+    fn row<'a>(&'a self, alert_id: Uuid, model_name: &'a str) -> SourceRow<'a> {
+        SourceRow {
+            id: source_id(alert_id, model_name).to_string(),
+            alert_id: alert_id.to_string(),
+            layer: self.layer,
+            model_name,
+            model_version: &self.model_version,
+            confidence: self.confidence,
+            detection_time: &self.detection_time,
+            evidence: &self.evidence,
+            context_evidence: &self.context_evidence,
+            evidence_rev: &self.evidence_rev,
+        }
     }
+}
+
+/// The bound values of one source upsert (`UPSERT_SOURCE`).
+struct SourceRow<'a> {
+    id: String,
+    alert_id: String,
+    layer: i64,
+    model_name: &'a str,
+    model_version: &'a str,
+    confidence: f64,
+    detection_time: &'a str,
+    evidence: &'a str,
+    context_evidence: &'a str,
+    evidence_rev: &'a str,
 }
 
 struct FlowRow {
@@ -536,41 +700,54 @@ impl ClassificationRow {
     }
 }
 
-async fn write_prediction(
-    conn: &mut SqliteConnection,
-    p: &AttackPrediction,
-) -> Result<(), StoreError> {
-    let observations = i64::try_from(p.observations).unwrap_or(i64::MAX);
-    let inserted = sqlx::query(INSERT_PREDICTION)
-        .bind(p.event_id.to_string())
-        .bind(time::fmt(OP, "prediction.timestamp", p.timestamp)?)
-        .bind(&p.facility_id)
-        .bind(&p.current_technique)
-        .bind(&p.current_technique_name)
-        .bind(p.alert_id.to_string())
-        .bind(&p.model)
-        .bind(observations)
-        .execute(&mut *conn)
-        .await
-        .map_err(StoreError::sqlx("apply: insert prediction"))?
-        .rows_affected();
-    if inserted == 0 {
-        // Stored before, with its techniques, in an earlier transaction.
-        return Ok(());
+/// The bound values of one prediction insert (`INSERT_PREDICTION`) and of its techniques.
+struct NewPrediction<'a> {
+    event_id: Uuid,
+    id: String,
+    timestamp: String,
+    facility_id: &'a str,
+    current_technique: &'a str,
+    current_technique_name: &'a str,
+    alert_id: String,
+    model: &'a str,
+    observations: i64,
+    techniques: Vec<TechniqueRow<'a>>,
+}
+
+/// One predicted technique (its prediction's id is bound beside it).
+struct TechniqueRow<'a> {
+    id: String,
+    technique_id: &'a str,
+    technique_name: &'a str,
+    probability: f64,
+    rank: i64,
+    timeframe: &'a str,
+}
+
+impl<'a> NewPrediction<'a> {
+    fn new(p: &'a AttackPrediction) -> Result<Self, StoreError> {
+        Ok(Self {
+            event_id: p.event_id,
+            id: p.event_id.to_string(),
+            timestamp: time::fmt(OP, "prediction.timestamp", p.timestamp)?,
+            facility_id: &p.facility_id,
+            current_technique: &p.current_technique,
+            current_technique_name: &p.current_technique_name,
+            alert_id: p.alert_id.to_string(),
+            model: &p.model,
+            observations: i64::try_from(p.observations).unwrap_or(i64::MAX),
+            techniques: p
+                .predicted
+                .iter()
+                .map(|t| TechniqueRow {
+                    id: predicted_technique_id(p.event_id, t.rank).to_string(),
+                    technique_id: &t.technique_id,
+                    technique_name: &t.technique_name,
+                    probability: t.probability,
+                    rank: i64::from(t.rank),
+                    timeframe: &t.timeframe,
+                })
+                .collect(),
+        })
     }
-    let prediction_id = p.event_id.to_string();
-    for t in &p.predicted {
-        sqlx::query(INSERT_TECHNIQUE)
-            .bind(predicted_technique_id(p.event_id, t.rank).to_string())
-            .bind(&prediction_id)
-            .bind(&t.technique_id)
-            .bind(&t.technique_name)
-            .bind(t.probability)
-            .bind(i64::from(t.rank))
-            .bind(&t.timeframe)
-            .execute(&mut *conn)
-            .await
-            .map_err(StoreError::sqlx("apply: insert predicted technique"))?;
-    }
-    Ok(())
 }
