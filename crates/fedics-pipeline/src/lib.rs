@@ -19,6 +19,7 @@ pub mod stages;
 pub mod stats;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
@@ -91,9 +92,47 @@ pub enum PipelineError {
     NoDetectors,
 }
 
+/// Whether a pipeline's stage tasks are all running. Cheap to clone; outlives the pipeline
+/// (after a shutdown it reports not running).
+#[derive(Debug, Clone)]
+pub struct Liveness {
+    alive: Arc<AtomicUsize>,
+    expected: usize,
+}
+
+impl Liveness {
+    /// True while every stage task runs (none has returned or panicked).
+    pub fn running(&self) -> bool {
+        self.alive.load(Ordering::Acquire) == self.expected
+    }
+}
+
+/// Decrements the live-stage count when a stage task ends, however it ends.
+struct AliveGuard(Arc<AtomicUsize>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Spawns a stage, counted in `alive` while it runs.
+fn spawn_stage<F>(alive: &Arc<AtomicUsize>, stage: F) -> JoinHandle<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    alive.fetch_add(1, Ordering::AcqRel);
+    let guard = AliveGuard(alive.clone());
+    tokio::spawn(async move {
+        let _guard = guard;
+        stage.await
+    })
+}
+
 /// A running pipeline.
 pub struct Pipeline<B: Bus> {
     bus: B,
+    liveness: Liveness,
     tasks: Vec<JoinHandle<()>>,
     groups: Vec<(&'static str, &'static str)>,
     stats: Arc<Stats>,
@@ -128,63 +167,63 @@ impl<B: Bus> Pipeline<B> {
             (topics::ATTACK_CLASSIFIED, groups::PREDICT),
         ];
         let mut tasks = Vec::new();
+        let alive = Arc::new(AtomicUsize::new(0));
         for _ in 0..config.detect_workers.max(1) {
             let c = bus.subscribe(topics::NETWORK_DATA, groups::DETECT)?;
-            tasks.push(tokio::spawn(stages::detect(
-                bus.clone(),
-                c,
-                (components.detectors)(),
-                ctx.clone(),
-            )));
+            tasks.push(spawn_stage(
+                &alive,
+                stages::detect(bus.clone(), c, (components.detectors)(), ctx.clone()),
+            ));
         }
         let c = bus.subscribe(topics::ANOMALIES, groups::CLASSIFY)?;
         let join = Join::new(expected, config.join_deadline);
-        tasks.push(tokio::spawn(stages::classify(
-            bus.clone(),
-            c,
-            components.classifier,
-            join,
-            ctx.clone(),
-        )));
+        tasks.push(spawn_stage(
+            &alive,
+            stages::classify(bus.clone(), c, components.classifier, join, ctx.clone()),
+        ));
         let c = bus.subscribe(topics::ATTACK_CLASSIFIED, groups::PREDICT)?;
         let correlator =
             Correlator::new(components.predictor, config.incident_window, config.top_k);
-        tasks.push(tokio::spawn(stages::correlate(
-            bus.clone(),
-            c,
-            correlator,
-            ctx.clone(),
-        )));
+        tasks.push(spawn_stage(
+            &alive,
+            stages::correlate(bus.clone(), c, correlator, ctx.clone()),
+        ));
         if let Some(store) = components.store {
             let c = bus.subscribe(topics::ALERTS, groups::PERSIST_ALERTS)?;
-            tasks.push(tokio::spawn(stages::persist(
-                c,
-                store.clone(),
-                Persist::Alerts,
-                ctx.clone(),
-            )));
+            tasks.push(spawn_stage(
+                &alive,
+                stages::persist(c, store.clone(), Persist::Alerts, ctx.clone()),
+            ));
             let c = bus.subscribe(topics::ATTACK_CLASSIFIED, groups::PERSIST_CLASSIFICATIONS)?;
-            tasks.push(tokio::spawn(stages::persist(
-                c,
-                store,
-                Persist::Classifications,
-                ctx.clone(),
-            )));
+            tasks.push(spawn_stage(
+                &alive,
+                stages::persist(c, store, Persist::Classifications, ctx.clone()),
+            ));
             groups.push((topics::ALERTS, groups::PERSIST_ALERTS));
             groups.push((topics::ATTACK_CLASSIFIED, groups::PERSIST_CLASSIFICATIONS));
         } else {
             // Without a store, keep the alerts topic drained so producers never block.
             let c = bus.subscribe(topics::ALERTS, groups::PERSIST_ALERTS)?;
-            tasks.push(tokio::spawn(discard(c)));
+            tasks.push(spawn_stage(&alive, discard(c)));
             groups.push((topics::ALERTS, groups::PERSIST_ALERTS));
         }
+        let liveness = Liveness {
+            alive,
+            expected: tasks.len(),
+        };
         Ok(Self {
             bus,
+            liveness,
             tasks,
             groups,
             stats,
             latency,
         })
+    }
+
+    /// A handle telling whether every stage task is still running (for readiness checks).
+    pub fn liveness(&self) -> Liveness {
+        self.liveness.clone()
     }
 
     pub fn bus(&self) -> &B {

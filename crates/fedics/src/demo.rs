@@ -6,7 +6,6 @@
 //! and then continues live; replayed alerts carry the same ids, so the store merges them
 //! instead of duplicating.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -22,9 +21,6 @@ use crate::{DetectArgs, wiring};
 
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
-    /// Address for the HTTP endpoint (Prometheus metrics at /metrics).
-    #[arg(long, default_value_t = crate::default_bind())]
-    pub bind: SocketAddr,
     /// Where the store, rule file and demo state live.
     #[arg(long, default_value = "fedics-data")]
     pub data_dir: PathBuf,
@@ -42,9 +38,11 @@ pub struct DemoArgs {
     /// Seconds between summary lines.
     #[arg(long, default_value_t = 5.0)]
     pub summary_every: f64,
-    /// Do not serve metrics.
+    /// Do not serve the API (nor metrics).
     #[arg(long)]
     pub no_http: bool,
+    #[command(flatten)]
+    pub api: crate::api::ApiArgs,
     #[command(flatten)]
     pub detect: DetectArgs,
 }
@@ -139,13 +137,13 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         .await
         .context("opening the store")?;
     let stored_before = store.count_alerts().await?;
-    if !a.no_http {
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(a.bind)
-            .install()
-            .with_context(|| format!("serving metrics on {}", a.bind))?;
-        tracing::info!("metrics at http://{}/metrics", a.bind);
-    }
+    let http = if a.no_http {
+        None
+    } else {
+        let auth = a.api.auth(Some(&a.data_dir))?;
+        crate::api::ensure_admin(&store, &auth).await?;
+        Some((auth, crate::api::install_metrics()?))
+    };
 
     let (neural, _watchers) = if detect.no_neural {
         (None, None)
@@ -169,6 +167,21 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     let bus = EmbeddedBus::new(EmbeddedConfig::default());
     let components = wiring::components(&detect, rules, Some(store.clone()), neural)?;
     let pipeline = Pipeline::start(bus, wiring::pipeline_config(&detect), components)?;
+    let api = match http {
+        None => None,
+        Some((auth, metrics)) => {
+            let state = fedics_server::AppState::builder(store.clone(), auth)
+                .config(a.api.server_config())
+                .bundle(crate::api::bundle(detect.attack_bundle.as_deref())?)
+                .pipeline(std::sync::Arc::new(crate::api::PipelineView {
+                    liveness: pipeline.liveness(),
+                    stats: pipeline.stats().clone(),
+                }))
+                .metrics(metrics)
+                .build();
+            Some(crate::api::start(a.api.bind, state).await?)
+        }
+    };
     tracing::info!(sites = a.sites, seed = a.seed, rate = a.rate, data_dir = %a.data_dir.display(), stored_alerts = stored_before, "demo running; Ctrl-C stops it cleanly");
 
     let started = Instant::now();
@@ -180,13 +193,9 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     let mut published: u64 = 0;
     let stop = shutdown_signal();
     tokio::pin!(stop);
-    let tick = Duration::from_millis(50);
-    let per_tick = (a.rate.max(1.0) * tick.as_secs_f64()).max(1.0);
-    let mut carry = 0.0;
+    let mut pacer = wiring::Pacer::new(a.rate);
     let mut next_summary = started + Duration::from_secs_f64(a.summary_every.max(0.5));
     let mut last = (Instant::now(), 0u64);
-    let mut interval = tokio::time::interval(tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break;
@@ -196,12 +205,8 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         } else {
             tokio::select! {
                 _ = &mut stop => break,
-                _ = interval.tick() => {}
+                n = pacer.tick() => n,
             }
-            carry += per_tick;
-            let n = carry.floor();
-            carry -= n;
-            n as usize
         };
         let batch: Vec<_> = sim.by_ref().take(n).collect();
         if let Err(e) = pipeline.publish(&batch).await {
@@ -248,6 +253,9 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         }
     }
     tracing::info!("stopping: draining in-flight work");
+    if let Some(api) = api {
+        api.stop().await;
+    }
     let s = pipeline.shutdown(Duration::from_secs(30)).await;
     state.flows_published = state.flows_published.max(published);
     state.save(&state_path)?;
@@ -269,7 +277,7 @@ pub async fn run(a: DemoArgs) -> Result<()> {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::warn!(error = %e, "cannot listen for Ctrl-C");

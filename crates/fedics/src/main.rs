@@ -1,11 +1,16 @@
 //! `fedics`: the one binary. It parses the command line and wires the crates together;
 //! everything it runs lives in the library crates.
 
+mod admin;
+mod api;
 mod bench;
 mod bench_models;
 mod demo;
+mod fl;
+mod fl_record;
 mod models;
 mod neural;
+mod serve;
 mod simulate;
 mod wiring;
 
@@ -34,8 +39,33 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the whole product in one process: simulated facilities, every pipeline stage,
-    /// an embedded SQLite store; metrics on --bind.
+    /// an embedded SQLite store, the API, WebSocket, docs and metrics on --bind.
     Demo(demo::DemoArgs),
+    /// Serve the API (and, with --simulate, the pipeline) against a store given by URL,
+    /// e.g. PostgreSQL.
+    Serve(serve::ServeArgs),
+    /// Manage user accounts (people: JWT login).
+    User {
+        #[command(subcommand)]
+        what: admin::UserCommand,
+    },
+    /// Manage API keys (machines: sensors, sites).
+    Apikey {
+        #[command(subcommand)]
+        what: admin::ApiKeyCommand,
+    },
+    /// Print the OpenAPI 3.1 document of the API.
+    Openapi,
+    /// Federated learning.
+    Fl {
+        #[command(subcommand)]
+        what: fl::FlCommand,
+    },
+    /// Differential privacy: the accountant.
+    Dp {
+        #[command(subcommand)]
+        what: DpCommand,
+    },
     /// Write simulated plant flows (with ground truth) as JSON Lines.
     Simulate(simulate::SimulateArgs),
     /// Train a model (iforest, ae, lstm-ae, mlp) on a dataset and write its model file.
@@ -46,6 +76,29 @@ enum Command {
     Bench {
         #[command(subcommand)]
         what: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DpCommand {
+    /// (ε, δ) of T steps of the Poisson-subsampled Gaussian mechanism (Rényi-DP
+    /// accountant, add-or-remove-one adjacency); prints {"epsilon", "order", …}.
+    Epsilon {
+        /// Sampling rate q (fraction of sites, or of examples, per step), 0..=1.
+        #[arg(long)]
+        sampling_rate: f64,
+        /// Noise multiplier σ (noise std / clipping norm).
+        #[arg(long)]
+        noise_multiplier: f64,
+        /// Number of steps (rounds) composed.
+        #[arg(long)]
+        steps: u64,
+        /// δ, in (0, 1).
+        #[arg(long, default_value_t = 1e-5)]
+        delta: f64,
+        /// Print JSON (the only format; accepted for symmetry with the other commands).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -133,6 +186,31 @@ fn main() -> Result<()> {
     rt.block_on(async move {
         match cli.command {
             Command::Demo(a) => demo::run(a).await,
+            Command::Serve(a) => serve::run(a).await,
+            Command::User { what } => admin::user(what).await,
+            Command::Apikey { what } => admin::apikey(what).await,
+            Command::Fl { what } => fl::run(what).await,
+            Command::Dp {
+                what:
+                    DpCommand::Epsilon {
+                        sampling_rate,
+                        noise_multiplier,
+                        steps,
+                        delta,
+                        json: _,
+                    },
+            } => {
+                let v = fedics_fl::dp::epsilon_json(sampling_rate, noise_multiplier, steps, delta)?;
+                println!("{v}");
+                Ok(())
+            }
+            Command::Openapi => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&fedics_server::openapi_document())?
+                );
+                Ok(())
+            }
             Command::Simulate(a) => simulate::run(a).await,
             Command::Train(a) => models::train(a).await,
             Command::Eval(a) => models::eval(a).await,

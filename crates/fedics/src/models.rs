@@ -248,7 +248,7 @@ pub fn load(path: &Path, args: &DataArgs, schema: Option<&Schema>) -> Result<Loa
     }
 }
 
-fn pre_options(args: &DataArgs) -> PreprocessOptions {
+pub(crate) fn pre_options(args: &DataArgs) -> PreprocessOptions {
     if args.scaling == "standard" {
         PreprocessOptions::standard()
     } else {

@@ -157,3 +157,34 @@ pub fn peak_rss_mb() -> Option<f64> {
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }
+
+/// Paces simulated flows at a rate: every 50 ms tick, the flows due since the last one
+/// (fractions carried over, at least one per tick).
+pub struct Pacer {
+    interval: tokio::time::Interval,
+    per_tick: f64,
+    carry: f64,
+}
+
+impl Pacer {
+    const TICK: std::time::Duration = std::time::Duration::from_millis(50);
+
+    pub fn new(flows_per_s: f64) -> Self {
+        let mut interval = tokio::time::interval(Self::TICK);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self {
+            interval,
+            per_tick: (flows_per_s.max(1.0) * Self::TICK.as_secs_f64()).max(1.0),
+            carry: 0.0,
+        }
+    }
+
+    /// Waits for the next tick; returns how many flows are due.
+    pub async fn tick(&mut self) -> usize {
+        self.interval.tick().await;
+        self.carry += self.per_tick;
+        let n = self.carry.floor();
+        self.carry -= n;
+        n as usize
+    }
+}

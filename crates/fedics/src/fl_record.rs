@@ -1,0 +1,186 @@
+//! Records a federation into the store's FL tables (rounds, clients, privacy ledger), so the
+//! API's `/api/fl/*` endpoints and `fl_progress` WebSocket messages show the real
+//! federation. The aggregator's callbacks must not block: they hand off to a channel, and
+//! one task writes in order.
+
+use std::collections::HashMap;
+
+use fedics_core::FlEvent;
+use fedics_federation::{ClientProgress, FlObserver, RoundReport};
+use fedics_store::{
+    ClientStatus, FlClientRow, FlRoundCompletion, FlRoundUpdate, NewFlRound, PrivacyEntry,
+    RoundPhase, RoundStatus, Store,
+};
+use tokio::sync::mpsc;
+
+enum Msg {
+    Event(FlEvent),
+    Client(ClientProgress),
+    Round(Box<RoundReport>),
+}
+
+/// An [`FlObserver`] writing to a store.
+pub struct StoreRecorder {
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+/// Settings the rows need that the callbacks do not carry.
+#[derive(Clone)]
+pub struct RecorderConfig {
+    pub federation_id: String,
+    pub total_sites: u32,
+    pub local_epochs: u32,
+    pub dp: Option<(f64, f64, f64)>, // (noise multiplier, clip, q)
+}
+
+impl StoreRecorder {
+    /// Starts the writer task; returns the observer and the task (finishes when the
+    /// observer is dropped and everything is written).
+    pub fn start(store: Store, config: RecorderConfig) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(write(store, config, rx));
+        (Self { tx }, task)
+    }
+}
+
+impl FlObserver for StoreRecorder {
+    fn event(&self, e: FlEvent) {
+        let _ = self.tx.send(Msg::Event(e));
+    }
+
+    fn client_progress(&self, p: &ClientProgress) {
+        let _ = self.tx.send(Msg::Client(p.clone()));
+    }
+
+    fn round_finished(&self, r: &RoundReport) {
+        let _ = self.tx.send(Msg::Round(Box::new(r.clone())));
+    }
+}
+
+async fn write(store: Store, c: RecorderConfig, mut rx: mpsc::UnboundedReceiver<Msg>) {
+    // Round number → row id.
+    let mut rows: HashMap<u32, i64> = HashMap::new();
+    while let Some(m) = rx.recv().await {
+        let done = match m {
+            Msg::Event(e) if e.phase == "round_started" => {
+                let round = u32::try_from(e.round_id).unwrap_or(u32::MAX);
+                let selected = e.metrics.get("selected").copied().unwrap_or(0.0) as u32;
+                match store
+                    .create_fl_round(&NewFlRound {
+                        round_number: None,
+                        total_clients: c.total_sites,
+                        start_time: e.timestamp,
+                    })
+                    .await
+                {
+                    Ok(r) => {
+                        rows.insert(round, r.id);
+                        store
+                            .update_fl_round(
+                                r.id,
+                                &FlRoundUpdate {
+                                    phase: Some(RoundPhase::Training),
+                                    clients_active: Some(selected),
+                                    ..FlRoundUpdate::default()
+                                },
+                            )
+                            .await
+                            .map(|_| ())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Msg::Event(_) => Ok(()),
+            Msg::Client(p) if p.phase == "update_received" => match rows.get(&p.round) {
+                Some(&round_id) => {
+                    store
+                        .upsert_fl_client(&FlClientRow {
+                            id: format!("{}-r{}-{}", c.federation_id, p.round, p.site_id),
+                            round_id,
+                            facility_id: p.site_id.clone(),
+                            name: p.site_id.clone(),
+                            status: ClientStatus::Active,
+                            progress: 100,
+                            current_epoch: c.local_epochs,
+                            total_epochs: c.local_epochs,
+                            loss: p.metrics.get("loss").copied().filter(|v| v.is_finite()),
+                            accuracy: p
+                                .metrics
+                                .get("accuracy")
+                                .copied()
+                                .filter(|v| (0.0..=1.0).contains(v)),
+                            last_update: chrono::Utc::now(),
+                        })
+                        .await
+                }
+                None => Ok(()),
+            },
+            Msg::Client(_) => Ok(()),
+            Msg::Round(r) => record_round(&store, &c, &rows, &r).await,
+        };
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "could not record the federation in the store");
+        }
+    }
+}
+
+async fn record_round(
+    store: &Store,
+    c: &RecorderConfig,
+    rows: &HashMap<u32, i64>,
+    r: &RoundReport,
+) -> Result<(), fedics_store::StoreError> {
+    let Some(&id) = rows.get(&r.round) else {
+        return Ok(()); // refused before it started: nothing in the round table
+    };
+    for site in &r.dropped {
+        store
+            .upsert_fl_client(&FlClientRow {
+                id: format!("{}-r{}-{}", c.federation_id, r.round, site),
+                round_id: id,
+                facility_id: site.clone(),
+                name: site.clone(),
+                status: ClientStatus::Offline,
+                progress: 0,
+                current_epoch: 0,
+                total_epochs: c.local_epochs,
+                loss: None,
+                accuracy: None,
+                last_update: chrono::Utc::now(),
+            })
+            .await?;
+    }
+    let accuracy = r
+        .eval_metrics
+        .get("accuracy")
+        .or(r.train_metrics.get("accuracy"))
+        .copied()
+        .filter(|v| (0.0..=1.0).contains(v));
+    store
+        .complete_fl_round(
+            id,
+            &FlRoundCompletion {
+                status: RoundStatus::Completed,
+                model_accuracy: accuracy,
+                epsilon: r.epsilon,
+                end_time: chrono::Utc::now(),
+            },
+        )
+        .await?;
+    if let (Some((noise, clip, q)), Some(epsilon), Some(delta)) = (c.dp, r.epsilon, r.delta) {
+        store
+            .record_privacy(&PrivacyEntry {
+                federation_id: c.federation_id.clone(),
+                round_number: i64::from(r.round),
+                site_id: None,
+                sampling_rate: q,
+                noise_multiplier: noise,
+                clip_norm: clip,
+                epsilon,
+                delta,
+                recorded_at: chrono::Utc::now(),
+            })
+            .await?;
+    }
+    Ok(())
+}
