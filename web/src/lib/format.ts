@@ -1,0 +1,52 @@
+const timeFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+const dateTimeFmt = new Intl.DateTimeFormat(undefined, {
+  year: "numeric",
+  month: "2-digit",
+  day: "2-digit",
+  hour: "2-digit",
+  minute: "2-digit",
+  second: "2-digit",
+  hour12: false,
+});
+
+export function fmtTime(v: string | number | null | undefined): string {
+  if (v === null || v === undefined) return "—";
+  const d = new Date(v);
+  return Number.isNaN(d.getTime()) ? "—" : timeFmt.format(d);
+}
+
+export function fmtDateTime(v: string | number | null | undefined): string {
+  if (v === null || v === undefined) return "—";
+  const d = new Date(v);
+  return Number.isNaN(d.getTime()) ? "—" : dateTimeFmt.format(d);
+}
+
+/** "5 s ago", "3 min ago", "2 h ago". */
+export function fmtAgo(v: string | number | null | undefined, now = Date.now()): string {
+  if (v === null || v === undefined) return "—";
+  const t = new Date(v).getTime();
+  if (Number.isNaN(t)) return "—";
+  const s = Math.max(0, Math.round((now - t) / 1000));
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return `${Math.floor(s / 86400)} d ago`;
+}
+
+export function fmtPct(v: number | null | undefined, digits = 0): string {
+  if (v === null || v === undefined || !Number.isFinite(v)) return "—";
+  return `${(v * 100).toFixed(digits)}%`;
+}
+
+export function fmtNum(v: number | null | undefined, digits = 2): string {
+  if (v === null || v === undefined || !Number.isFinite(v)) return "—";
+  return v.toLocaleString(undefined, { maximumFractionDigits: digits });
+}
+
+export function fmtDuration(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return "—";
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const s = ms / 1000;
+  if (s < 120) return `${s.toFixed(1)} s`;
+  return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+}
