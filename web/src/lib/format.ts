@@ -1,13 +1,10 @@
 const timeFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
-const dateTimeFmt = new Intl.DateTimeFormat(undefined, {
-  year: "numeric",
-  month: "2-digit",
-  day: "2-digit",
-  hour: "2-digit",
-  minute: "2-digit",
-  second: "2-digit",
-  hour12: false,
-});
+const pad = (n: number) => String(n).padStart(2, "0");
+
+/** Local time as YYYY-MM-DD HH:MM:SS (unambiguous in any locale). */
+function isoLocal(d: Date): string {
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
 
 export function fmtTime(v: string | number | null | undefined): string {
   if (v === null || v === undefined) return "—";
@@ -18,7 +15,7 @@ export function fmtTime(v: string | number | null | undefined): string {
 export function fmtDateTime(v: string | number | null | undefined): string {
   if (v === null || v === undefined) return "—";
   const d = new Date(v);
-  return Number.isNaN(d.getTime()) ? "—" : dateTimeFmt.format(d);
+  return Number.isNaN(d.getTime()) ? "—" : isoLocal(d);
 }
 
 /** "5 s ago", "3 min ago", "2 h ago". */

@@ -8,7 +8,7 @@ import { errorMessage } from "../api/client";
 import { fmtDateTime, fmtDuration, fmtNum, fmtPct } from "../lib/format";
 import { Empty, ErrorState, Loading, Panel } from "../components/states";
 import { Meter, StatusBadge } from "../components/badges";
-import { CategoryChart, colorFor } from "../components/charts";
+import { CategoryChart, colorFor, type Series } from "../components/charts";
 import type { FlClientRow, FlRoundRow, PrivacyEntry, PrivacyMetrics, RoundDetail } from "../api/types";
 
 /** Rounds whose clients are charted. */
@@ -341,11 +341,12 @@ function LedgerBody({ p }: { p: PrivacyMetrics }) {
   const entries = all.filter((e) => e.federation_id === latestFed).sort((a, b) => a.round_number - b.round_number);
   const perRound = entries.map((e, i) => e.epsilon - (i > 0 ? (entries[i - 1]?.epsilon ?? 0) : 0));
   const labels = entries.map((e) => `R${e.round_number}`);
-  const series = [
+  const series: Series[] = [
     { label: "cumulative ε", data: entries.map((e) => e.epsilon), color: "#56b4e9" },
     { label: "ε spent in the round", data: perRound, color: "#e69f00" },
   ];
-  if (p.budget != null) series.push({ label: "budget", data: entries.map(() => p.budget as number), color: "#ff4d4f", dashed: true } as never);
+  const budget = p.budget;
+  if (budget != null) series.push({ label: "budget", data: entries.map(() => budget), color: "#ff4d4f", dashed: true });
   const siteEntries = p.ledger.filter((e) => e.site_id != null);
   return (
     <>
