@@ -117,6 +117,7 @@ impl WriteBatch {
 pub struct AlertRow {
     pub id: Uuid,
     /// When the incident started (= `first_seen`), the seeds' `timestamp`.
+    #[serde(with = "fedics_core::time::rfc3339")]
     pub timestamp: DateTime<Utc>,
     pub facility_id: String,
     /// The most severe severity of any update.
@@ -132,7 +133,9 @@ pub struct AlertRow {
     pub correlation_summary: String,
     /// `{"src_ip", "dst_ip", "tactic_ids", "model_versions"}` of the latest update.
     pub context_analysis: serde_json::Value,
+    #[serde(with = "fedics_core::time::rfc3339")]
     pub first_seen: DateTime<Utc>,
+    #[serde(with = "fedics_core::time::rfc3339")]
     pub last_seen: DateTime<Utc>,
     pub tactic_ids: Vec<String>,
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
@@ -157,6 +160,7 @@ pub struct AlertSourceRow {
     /// The highest confidence this source reported for the alert.
     pub confidence: f64,
     /// Time of the latest evidence.
+    #[serde(with = "fedics_core::time::rfc3339")]
     pub detection_time: DateTime<Utc>,
     /// The latest evidence.
     pub evidence: String,
@@ -285,5 +289,6 @@ pub struct TechniqueSeen {
     /// Number of alerts (incidents) of this technique at this facility.
     pub alerts: u64,
     /// The latest `last_seen` of those alerts.
+    #[serde(with = "fedics_core::time::rfc3339")]
     pub last_seen: DateTime<Utc>,
 }

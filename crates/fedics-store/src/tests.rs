@@ -916,6 +916,39 @@ async fn list_filters_and_paginates(engine: Engine) {
             .all(|w| w[0].last_seen >= w[1].last_seen)
     );
     assert_eq!(p1.alerts[0].id, uid(&["list", "24"]));
+    // The pre-serialized page is byte for byte the typed page's JSON, for any filter.
+    for jq in [
+        q.clone(),
+        AlertQuery {
+            page: 3,
+            ..q.clone()
+        },
+        AlertQuery {
+            page: 9,
+            ..q.clone()
+        },
+        AlertQuery {
+            severity: Some(Severity::Critical),
+            ..Default::default()
+        },
+        AlertQuery {
+            search: Some("reporting".into()),
+            ..Default::default()
+        },
+        AlertQuery {
+            status: Some(AlertStatus::Acknowledged),
+            limit: 2,
+            ..Default::default()
+        },
+    ] {
+        let typed = serde_json::to_vec(&db.store.list_alerts(&jq).await.unwrap()).unwrap();
+        let raw = db.store.list_alerts_json(&jq).await.unwrap();
+        assert_eq!(
+            String::from_utf8(raw).unwrap(),
+            String::from_utf8(typed).unwrap(),
+            "{jq:?}"
+        );
+    }
     let p3 = db
         .store
         .list_alerts(&AlertQuery {

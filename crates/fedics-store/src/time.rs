@@ -32,9 +32,7 @@ pub(crate) fn parse(
     column: &'static str,
     s: &str,
 ) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| StoreError::decode(op, column, format!("{s:?}: {e}")))
+    fedics_core::time::parse(s).map_err(|e| StoreError::decode(op, column, format!("{s:?}: {e}")))
 }
 
 /// Truncates a time to what the store keeps (microseconds).

@@ -94,7 +94,7 @@ pub async fn list_alerts(
     State(s): State<AppState>,
     _who: Viewer,
     mut p: Params,
-) -> Result<Json<AlertPage>, ApiError> {
+) -> Result<Response, ApiError> {
     let severity = filter::<Severity>(&mut p, "severity", "critical, high, medium, low or all");
     let status = filter::<AlertStatus>(
         &mut p,
@@ -126,7 +126,16 @@ pub async fn list_alerts(
         page: u32::try_from(page).unwrap_or(1),
         limit: u32::try_from(limit).unwrap_or(50),
     };
-    Ok(Json(s.store().list_alerts(&q).await?))
+    // The page is written straight from the stored text (same JSON as `AlertPage`).
+    let body = s.store().list_alerts_json(&q).await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
 }
 
 #[utoipa::path(get, path = "/api/alerts/stats", tag = "alerts",
