@@ -43,7 +43,7 @@ use rand_chacha::ChaCha8Rng;
 use fedics_fl::trainer::{LocalPlan, LocalResult, LocalTrainer, TrainError};
 
 use crate::compute::{self, ComputeDevice};
-use crate::mlp::{ClassWeight, MlpConfig, MlpNet, class_weights};
+use crate::mlp::{ClassWeight, MlpConfig, MlpModel, MlpNet, class_weights};
 use crate::train;
 use crate::{MlError, Result};
 
@@ -127,7 +127,7 @@ impl ModuleVisitor for Collector {
 }
 
 /// The network's parameters as one flat vector (layout: see the [module docs](self)).
-pub fn flatten(net: &MlpNet) -> Vec<f32> {
+pub fn flatten<M: Module>(net: &M) -> Vec<f32> {
     let mut v = Flattener { out: Vec::new() };
     net.visit(&mut v);
     v.out
@@ -148,7 +148,7 @@ pub fn param_shapes(net: &MlpNet) -> Vec<Vec<usize>> {
 ///
 /// [`MlError::Weights`] when `params` does not have exactly as many values as the network
 /// has parameters.
-pub fn load_flat(net: MlpNet, params: &[f32]) -> Result<MlpNet> {
+pub fn load_flat<M: Module>(net: M, params: &[f32]) -> Result<M> {
     let expected = net.num_params();
     if params.len() != expected {
         return Err(MlError::Weights(format!(
@@ -190,9 +190,15 @@ pub fn initial_params(
     config: &MlpConfig,
     seed: u64,
 ) -> Vec<f32> {
+    linear_stack_params(&layer_dims(n_features, classes, config), seed)
+}
+
+/// Initial parameters of a stack of `Linear` layers of widths `dims` (see
+/// [`initial_params`]).
+pub(crate) fn linear_stack_params(dims: &[usize], seed: u64) -> Vec<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut out = Vec::with_capacity(num_params(n_features, classes, config));
-    for w in layer_dims(n_features, classes, config).windows(2) {
+    let mut out = Vec::new();
+    for w in dims.windows(2) {
         let (d_in, d_out) = (w[0], w[1]);
         let bound = 1.0 / (d_in.max(1) as f32).sqrt();
         for _ in 0..d_in * d_out + d_out {
@@ -685,7 +691,7 @@ impl MlpTrainer {
 }
 
 /// Checks a round's plan.
-fn check_plan(plan: &LocalPlan) -> Result<()> {
+pub(crate) fn check_plan(plan: &LocalPlan) -> Result<()> {
     if plan.local_epochs == 0 || plan.batch_size == 0 {
         return Err(MlError::Data(
             "local epochs and batch size must be at least 1".into(),
@@ -727,6 +733,69 @@ impl LocalTrainer for MlpTrainer {
     fn evaluate(&mut self, global: &[f32]) -> Result<(u64, Metrics), TrainError> {
         self.evaluate_held_out(global)
             .map_err(|e| TrainError(e.to_string()))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A trained model as a federation's starting point, and a global model back as a model
+// ---------------------------------------------------------------------------------------
+
+impl MlpModel {
+    /// What the sites of a federation of this model must agree on: its architecture and
+    /// classes, on the CPU, one thread.
+    ///
+    /// # Errors
+    ///
+    /// [`MlError::Data`] when the model's architecture is not valid (see [`MlpSpec::new`]).
+    pub fn federation_spec(&self) -> Result<MlpSpec> {
+        MlpSpec::new(self.n_features(), self.classes.clone(), self.config.clone())
+    }
+
+    /// The model's weights as one flat vector (layout: see the [module docs](self)).
+    pub fn flat_params(&self) -> Vec<f32> {
+        flatten(&self.net)
+    }
+
+    /// This model with `params` as its weights: a federation's new global model. Keeps the
+    /// preprocessing, classes and architecture; gets a new version, creation time,
+    /// `n_train` (examples behind the aggregate), `train_data_hash` (what the weights were
+    /// trained on, e.g. the federation and round) and `metrics`.
+    ///
+    /// # Errors
+    ///
+    /// [`MlError::Weights`] when `params` does not fit the network or holds a non-finite
+    /// value.
+    pub fn with_flat_params(
+        &self,
+        params: &[f32],
+        n_train: usize,
+        train_data_hash: &str,
+        metrics: BTreeMap<String, f64>,
+    ) -> Result<Self> {
+        if let Some(i) = params.iter().position(|v| !v.is_finite()) {
+            return Err(MlError::Weights(format!(
+                "parameter {i} of the new model is not finite"
+            )));
+        }
+        let net = load_flat(self.net.clone(), params)?;
+        let bytes = train::weights_to_bytes(&net)?;
+        Ok(Self {
+            meta: train::meta(
+                Self::KIND,
+                train_data_hash,
+                n_train,
+                self.meta.feature_names.clone(),
+                None,
+                metrics,
+                &bytes,
+            ),
+            config: self.config.clone(),
+            preprocessor: self.preprocessor.clone(),
+            classes: self.classes.clone(),
+            n_features: self.n_features(),
+            net,
+            device: self.device.clone(),
+        })
     }
 }
 
@@ -783,6 +852,71 @@ mod tests {
             .map(|(x, y)| f64::from(x - y).powi(2))
             .sum::<f64>()
             .sqrt()
+    }
+
+    fn trained_model() -> (MlpModel, Vec<f32>) {
+        let (rows, labels) = blobs(300, 4, 3, 0.3, 11);
+        let options = crate::TrainOptions {
+            epochs: 3,
+            batch_size: 32,
+            ..crate::TrainOptions::default()
+        };
+        let m = MlpModel::fit(
+            &rows,
+            4,
+            &labels,
+            classes(),
+            None,
+            &config(),
+            &options,
+            ComputeDevice::Cpu,
+            &mut |_| {},
+        )
+        .unwrap();
+        (m, rows)
+    }
+
+    #[test]
+    fn federated_model_params_round_trip_and_federated_weights_change_predictions() {
+        let (m, rows) = trained_model();
+        let flat = m.flat_params();
+        assert_eq!(flat.len(), m.federation_spec().unwrap().num_params());
+        let same = m
+            .with_flat_params(&flat, 300, "federation-test:r0", BTreeMap::new())
+            .unwrap();
+        assert_eq!(
+            same.predict_proba(&rows).unwrap(),
+            m.predict_proba(&rows).unwrap()
+        );
+        assert_eq!(same.classes, m.classes);
+        let zeros = vec![0.0; flat.len()];
+        let flat_out = m
+            .with_flat_params(&zeros, 300, "federation-test:r1", BTreeMap::new())
+            .unwrap();
+        let p = flat_out.predict_proba(&rows).unwrap();
+        // All-zero weights: every class equally likely.
+        assert!(
+            p.iter().all(|v| (v - 1.0 / 3.0).abs() < 1e-6),
+            "{:?}",
+            &p[..3]
+        );
+        assert_ne!(flat_out.version(), m.version());
+    }
+
+    #[test]
+    fn federated_model_refuses_wrong_or_non_finite_params() {
+        let (m, _) = trained_model();
+        let mut flat = m.flat_params();
+        let short = &flat[..flat.len() - 1];
+        assert!(matches!(
+            m.with_flat_params(short, 1, "x", BTreeMap::new()),
+            Err(MlError::Weights(_))
+        ));
+        flat[5] = f32::NAN;
+        let e = m
+            .with_flat_params(&flat, 1, "x", BTreeMap::new())
+            .unwrap_err();
+        assert!(e.to_string().contains("parameter 5"), "{e}");
     }
 
     #[test]

@@ -158,3 +158,34 @@ pub fn train_mlp(
         progress,
     )
 }
+
+/// Labelled flows as `model`'s inputs: the rows (its preprocessing) and class indices that
+/// a site federating the pipeline's classifier trains on. Flows whose label is not one of
+/// the model's classes (a technique it was never trained on) are left out; how many is the
+/// third value.
+///
+/// # Errors
+///
+/// [`MlError::Data`] when there are no flows or the model has no preprocessing; a
+/// preprocessing error when the flows do not fit it.
+pub fn mlp_rows(model: &MlpModel, flows: &[FlowRecord]) -> Result<(Vec<f32>, Vec<usize>, usize)> {
+    let t = table(flows)?;
+    let pre = model.preprocessor.as_ref().ok_or_else(|| {
+        MlError::Data("the classifier has no preprocessing; flows cannot be encoded".into())
+    })?;
+    let x = pre.transform(&t.table)?;
+    let d = x.cols();
+    let mut rows = Vec::with_capacity(x.as_slice().len());
+    let mut labels = Vec::with_capacity(t.table.labels().len());
+    let mut skipped = 0;
+    for (row, label) in x.as_slice().chunks(d).zip(t.table.labels()) {
+        match model.classes.iter().position(|c| c == label) {
+            Some(y) => {
+                rows.extend_from_slice(row);
+                labels.push(y);
+            }
+            None => skipped += 1,
+        }
+    }
+    Ok((rows, labels, skipped))
+}

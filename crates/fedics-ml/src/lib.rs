@@ -24,6 +24,7 @@ pub mod compute;
 pub mod dense_ae;
 pub mod detectors;
 pub mod federated;
+pub mod federated_ae;
 pub mod flow_models;
 pub mod lstm_ae;
 pub mod mlp;

@@ -125,9 +125,9 @@ pub struct MlpModel {
     pub preprocessor: Option<Preprocessor>,
     /// Class names; a prediction is an index into this list.
     pub classes: Vec<String>,
-    n_features: usize,
-    net: MlpNet,
-    device: Device,
+    pub(crate) n_features: usize,
+    pub(crate) net: MlpNet,
+    pub(crate) device: Device,
 }
 
 const SCORE_BATCH: usize = 4096;
