@@ -123,6 +123,10 @@ pub struct AggregatorConfig {
     pub evaluate: bool,
     /// Client-level differential privacy (default none).
     pub dp: Option<DpConfig>,
+    /// The privacy ledger of an earlier run of this federation, to continue (default none:
+    /// a new ledger). Its budget must be [`DpConfig::budget`]; round numbers continue after
+    /// its last round, and its ε counts against the budget.
+    pub resume_ledger: Option<Ledger>,
     /// TLS (default none: plaintext, for loopback and tests).
     pub tls: Option<ServerTls>,
     /// Facility id of the emitted events (default `federation`).
@@ -149,6 +153,7 @@ impl AggregatorConfig {
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             evaluate: true,
             dp: None,
+            resume_ledger: None,
             tls: None,
             facility_id: "federation".into(),
             node_id: "aggregator".into(),
@@ -177,6 +182,17 @@ impl AggregatorConfig {
         if let Some(dp) = &self.dp {
             GaussianNoise::new(dp.noise_multiplier, dp.clip)?;
             PrivacyBudget::new(dp.budget.max_epsilon, dp.budget.delta)?;
+        }
+        match (&self.dp, &self.resume_ledger) {
+            (None, Some(_)) => return bad("a ledger to resume was given without DP".into()),
+            (Some(dp), Some(l)) if l.budget() != dp.budget => {
+                return bad(format!(
+                    "the ledger to resume has the budget {:?}, the configuration {:?}",
+                    l.budget(),
+                    dp.budget
+                ));
+            }
+            _ => {}
         }
         self.settings.validate()?;
         self.strategy.validate()?;
@@ -744,7 +760,14 @@ impl Aggregator {
             )));
         }
         let strategy = config.strategy.build_with(config.settings.clone())?;
-        let ledger = config.dp.map(|dp| Ledger::new(dp.budget)).transpose()?;
+        let ledger = match (config.dp, config.resume_ledger.clone()) {
+            (Some(_), Some(l)) => Some(l),
+            (dp, _) => dp.map(|dp| Ledger::new(dp.budget)).transpose()?,
+        };
+        let first_round = ledger
+            .as_ref()
+            .and_then(|l| l.entries().last())
+            .map_or(0, |e| u32::try_from(e.round).unwrap_or(u32::MAX));
         let num_params = initial_params.len();
         let inner = Arc::new(Inner {
             keys: config.sites.clone(),
@@ -760,7 +783,7 @@ impl Aggregator {
                 sites: BTreeMap::new(),
                 sessions: HashMap::new(),
                 model: Arc::new(EncodedModel::new(initial_params, config.chunk_bytes)),
-                round: 0,
+                round: first_round,
                 active: None,
                 finished: false,
             }),
