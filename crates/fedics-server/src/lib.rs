@@ -113,6 +113,7 @@ pub(crate) struct Inner {
     pub pipeline: Option<Arc<dyn PipelineStatus>>,
     pub fl_trigger: Option<Arc<dyn FlTrigger>>,
     pub metrics: Option<PrometheusHandle>,
+    pub ui: Option<Router>,
     pub hub: Hub,
     pub limiter: limits::Limiter,
 }
@@ -126,9 +127,16 @@ pub struct AppStateBuilder {
     pipeline: Option<Arc<dyn PipelineStatus>>,
     fl_trigger: Option<Arc<dyn FlTrigger>>,
     metrics: Option<PrometheusHandle>,
+    ui: Option<Router>,
 }
 
 impl AppStateBuilder {
+    /// A router for every path the API does not serve (the web UI), outside the API's
+    /// authentication, audit and rate limits.
+    pub fn ui(mut self, ui: Router) -> Self {
+        self.ui = Some(ui);
+        self
+    }
     pub fn config(mut self, c: ServerConfig) -> Self {
         self.config = c;
         self
@@ -172,6 +180,7 @@ impl AppStateBuilder {
                 pipeline: self.pipeline,
                 fl_trigger: self.fl_trigger,
                 metrics: self.metrics,
+                ui: self.ui,
                 hub,
                 limiter,
             }),
@@ -189,6 +198,7 @@ impl AppState {
             pipeline: None,
             fl_trigger: None,
             metrics: None,
+            ui: None,
         }
     }
 

@@ -64,6 +64,7 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
 pub(crate) fn router(state: AppState) -> Router {
     let (api, doc) = api_router().split_for_parts();
     let config = &state.inner.config;
+    let ui = state.inner.ui.clone();
     let origins: Vec<HeaderValue> = config
         .cors_origins
         .iter()
@@ -78,7 +79,8 @@ pub(crate) fn router(state: AppState) -> Router {
             HeaderName::from_static("x-api-key"),
         ])
         .allow_credentials(true);
-    api.merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+    let app = api
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
         .layer(middleware::from_fn_with_state(state.clone(), audit::layer))
         .layer(middleware::from_fn_with_state(state.clone(), auth::layer))
         .layer(axum::extract::DefaultBodyLimit::max(config.body_limit))
@@ -88,7 +90,11 @@ pub(crate) fn router(state: AppState) -> Router {
         ))
         .layer(cors)
         .layer(middleware::from_fn(http_metrics))
-        .with_state(state)
+        .with_state(state);
+    match ui {
+        Some(ui) => app.fallback_service(ui),
+        None => app,
+    }
 }
 
 /// Counts requests and their latency per route and status (`fedics_http_*`).
