@@ -121,16 +121,16 @@ pub async fn user(cmd: UserCommand) -> Result<()> {
                 })
                 .await?;
             if generated {
-                println!("user {name} ({}) password: {password}", role.as_str());
+                outln!("user {name} ({}) password: {password}", role.as_str());
             } else {
-                println!("user {name} ({})", role.as_str());
+                outln!("user {name} ({})", role.as_str());
             }
             store.close().await;
         }
         UserCommand::List { db } => {
             let store = open(&db).await?;
             for u in store.list_users().await? {
-                println!(
+                outln!(
                     "{}\t{}\t{}",
                     u.username,
                     u.role.as_str(),
@@ -144,7 +144,7 @@ pub async fn user(cmd: UserCommand) -> Result<()> {
             if !store.delete_user(&name).await? {
                 bail!("no user {name:?}");
             }
-            println!("removed {name}");
+            outln!("removed {name}");
             store.close().await;
         }
     }
@@ -166,7 +166,7 @@ pub async fn apikey(cmd: ApiKeyCommand) -> Result<()> {
                     created_by: "cli".into(),
                 })
                 .await?;
-            println!("{key}");
+            outln!("{key}");
             eprintln!(
                 "API key {} ({}, {}) created; the key above is shown once. Send it as `X-API-Key`.",
                 row.id,
@@ -180,13 +180,13 @@ pub async fn apikey(cmd: ApiKeyCommand) -> Result<()> {
             if !store.revoke_api_key(&key, chrono::Utc::now()).await? {
                 bail!("no active API key with id or prefix {key:?}");
             }
-            println!("revoked {key}");
+            outln!("revoked {key}");
             store.close().await;
         }
         ApiKeyCommand::List { db } => {
             let store = open(&db).await?;
             for k in store.list_api_keys().await? {
-                println!(
+                outln!(
                     "{}\t{}\t{}\t{}\t{}",
                     k.id,
                     k.prefix,

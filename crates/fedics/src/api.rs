@@ -237,3 +237,13 @@ pub fn bundle(path: Option<&Path>) -> Result<Option<Arc<fedics_intel::AttackBund
         ))),
     }
 }
+
+/// The embedded dashboard, served at `/`.
+pub fn web_ui() -> axum::Router {
+    if !fedics_web::is_built() {
+        tracing::warn!(
+            "this binary was built without the web UI (npm was missing); / shows how to build it"
+        );
+    }
+    fedics_web::router()
+}

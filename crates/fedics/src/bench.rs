@@ -137,9 +137,9 @@ pub async fn pipeline(a: BenchPipelineArgs) -> Result<()> {
         },
     });
     if a.json {
-        println!("{doc}");
+        outln!("{doc}");
     } else {
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
     }
     store.close().await;
     Ok(())

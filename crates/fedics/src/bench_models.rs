@@ -231,9 +231,9 @@ fn run(a: BenchModelsArgs) -> Result<()> {
         },
     });
     if a.json {
-        println!("{doc}");
+        outln!("{doc}");
     } else {
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
     }
     Ok(())
 }

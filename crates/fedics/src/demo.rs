@@ -45,6 +45,8 @@ pub struct DemoArgs {
     pub api: crate::api::ApiArgs,
     #[command(flatten)]
     pub detect: DetectArgs,
+    #[command(flatten)]
+    pub fl: crate::federate::FederationArgs,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -145,13 +147,14 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         Some((auth, crate::api::install_metrics()?))
     };
 
+    let models_dir = detect
+        .models_dir
+        .clone()
+        .unwrap_or_else(|| a.data_dir.join("models"));
     let (neural, _watchers) = if detect.no_neural {
         (None, None)
     } else {
-        let dir = detect
-            .models_dir
-            .clone()
-            .unwrap_or_else(|| a.data_dir.join("models"));
+        let dir = models_dir.clone();
         let (seed, sites) = (a.seed, a.sites.max(1));
         let d = dir.clone();
         tokio::task::spawn_blocking(move || crate::neural::ensure_models(&d, seed, sites))
@@ -167,11 +170,32 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     let bus = EmbeddedBus::new(EmbeddedConfig::default());
     let components = wiring::components(&detect, rules, Some(store.clone()), neural)?;
     let pipeline = Pipeline::start(bus, wiring::pipeline_config(&detect), components)?;
+    let federation = if a.fl.no_federation || detect.no_neural {
+        None
+    } else {
+        let ctx = crate::federate::FederationContext {
+            store: store.clone(),
+            bus: pipeline.bus().clone(),
+            models_dir: models_dir.clone(),
+            seed: a.seed,
+            sites: a.sites.max(1),
+        };
+        Some(crate::federate::Federation::start(ctx, &a.fl).await?)
+    };
     let api = match http {
         None => None,
         Some((auth, metrics)) => {
-            let state = fedics_server::AppState::builder(store.clone(), auth)
-                .config(a.api.server_config())
+            let mut config = a.api.server_config();
+            if federation.is_some() && a.fl.fl_dp_noise > 0.0 {
+                config.privacy_budget = config.privacy_budget.or(Some(a.fl.fl_max_epsilon));
+            }
+            let mut builder =
+                fedics_server::AppState::builder(store.clone(), auth).ui(crate::api::web_ui());
+            if let Some(f) = &federation {
+                builder = builder.fl_trigger(f.trigger());
+            }
+            let state = builder
+                .config(config)
                 .bundle(crate::api::bundle(detect.attack_bundle.as_deref())?)
                 .pipeline(std::sync::Arc::new(crate::api::PipelineView {
                     liveness: pipeline.liveness(),
@@ -255,6 +279,9 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     tracing::info!("stopping: draining in-flight work");
     if let Some(api) = api {
         api.stop().await;
+    }
+    if let Some(f) = federation {
+        f.stop().await;
     }
     let s = pipeline.shutdown(Duration::from_secs(30)).await;
     state.flows_published = state.flows_published.max(published);

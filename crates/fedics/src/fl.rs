@@ -18,7 +18,8 @@ use fedics_fl::dp::PrivacyBudget;
 use fedics_fl::strategy::{RoundSettings, StrategyConfig};
 use fedics_fl::trainer::{LocalPlan, LocalResult, LocalTrainer, TrainError};
 use fedics_ml::federated::{MlpSpec, MlpTrainer};
-use fedics_ml::{ClassWeight, ComputeDevice, MlpConfig};
+use fedics_ml::federated_ae::{AeSpec, AeTrainer};
+use fedics_ml::{AeConfig, ClassWeight, ComputeDevice, MlpConfig};
 use fedics_tabular::Preprocessor;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -30,6 +31,11 @@ use crate::models::{DataArgs, load};
 pub enum FlCommand {
     /// Aggregator + N sites on loopback (real gRPC peers) in one process; prints JSON.
     Simulate(SimulateArgs),
+    /// The aggregator: waits for the sites of its sites file, runs the rounds, writes the
+    /// global model.
+    Serve(crate::fl_net::ServeArgs),
+    /// A site: trains on its own data file in every round of the aggregator it joins.
+    Join(crate::fl_net::JoinArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -43,7 +49,10 @@ pub enum Partition {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum FlModel {
+    /// The MLP classifier (binary accuracy = benign vs attack of the predicted class).
     Mlp,
+    /// The dense autoencoder on benign rows; per-site thresholds.
+    Ae,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -120,7 +129,7 @@ pub struct SimulateArgs {
 /// A site that sends `global + scale · (update − global)`: the poisoning attack the robust
 /// strategies are measured against.
 struct Byzantine {
-    inner: MlpTrainer,
+    inner: Box<dyn LocalTrainer>,
     scale: f32,
 }
 
@@ -207,7 +216,164 @@ fn metrics_json(m: &BTreeMap<String, f64>) -> Value {
 pub async fn run(cmd: FlCommand) -> Result<()> {
     match cmd {
         FlCommand::Simulate(a) => simulate(a).await,
+        FlCommand::Serve(a) => crate::fl_net::serve(a).await,
+        FlCommand::Join(a) => crate::fl_net::join(a).await,
     }
+}
+
+type Metrics = BTreeMap<String, f64>;
+/// Test metrics of global parameters, given the round's aggregated site evaluation.
+type TestFn = Box<dyn Fn(&[f32], &Metrics) -> Result<Metrics> + Send>;
+
+/// The model-specific part of a simulation: the sites' trainers, the initial parameters,
+/// how to test a global model, and the central baseline.
+struct Plan {
+    model: &'static str,
+    num_params: usize,
+    initial: Vec<f32>,
+    trainers: Vec<(usize, Box<dyn LocalTrainer>)>,
+    /// The sites evaluate every global model (the AE's thresholds come from them).
+    site_evaluation: bool,
+    /// Test metrics of global parameters, given the round's aggregated site evaluation.
+    test: TestFn,
+    /// The central baseline's test metrics.
+    central: Box<dyn FnOnce() -> Result<Metrics> + Send>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn mlp_plan(
+    a: &SimulateArgs,
+    d: usize,
+    classes: Vec<String>,
+    x_train: Vec<f32>,
+    y_train: Vec<usize>,
+    x_test: Vec<f32>,
+    y_test: Vec<usize>,
+    parts: &[Vec<usize>],
+) -> Result<Plan> {
+    let config = MlpConfig {
+        hidden: a.hidden.clone(),
+        class_weight: ClassWeight::None,
+        ..MlpConfig::default()
+    };
+    let spec = MlpSpec::new(d, classes, config)?.with_device(ComputeDevice::Cpu);
+    let mut trainers: Vec<(usize, Box<dyn LocalTrainer>)> = Vec::new();
+    for (i, rows) in parts.iter().enumerate() {
+        let trainer = MlpTrainer::with_spec(
+            spec.clone(),
+            gather(&x_train, d, rows),
+            rows.iter().map(|&r| y_train[r]).collect(),
+        )?;
+        let t: Box<dyn LocalTrainer> = if i < a.byzantine {
+            Box::new(Byzantine {
+                inner: Box::new(trainer),
+                scale: a.byzantine_scale,
+            })
+        } else {
+            Box::new(trainer)
+        };
+        trainers.push((rows.len(), t));
+    }
+    let test_spec = spec.clone();
+    let (xt, yt) = (x_test.clone(), y_test.clone());
+    let (epochs, lr, batch, seed) = (
+        a.rounds * a.local_epochs,
+        a.lr,
+        a.batch_size as usize,
+        a.seed,
+    );
+    Ok(Plan {
+        model: "mlp",
+        num_params: spec.num_params(),
+        initial: spec.initial_params(a.seed),
+        trainers,
+        site_evaluation: false,
+        test: Box::new(move |params, _| Ok(test_spec.evaluate_params(params, &xt, &yt)?.1)),
+        central: Box::new(move || {
+            let all = MlpTrainer::with_spec(spec.clone(), x_train, y_train)?;
+            let r = all.train_central(epochs, lr, batch, seed)?;
+            Ok(spec.evaluate_params(&r.params, &x_test, &y_test)?.1)
+        }),
+    })
+}
+
+/// The dense autoencoder: sites train on the benign rows of their partition and hold out a
+/// tenth of it (labelled) to evaluate; the test threshold is the sites' mean calibrated one.
+#[allow(clippy::too_many_arguments)]
+fn ae_plan(
+    a: &SimulateArgs,
+    d: usize,
+    x_train: Vec<f32>,
+    attack_train: Vec<bool>,
+    x_test: Vec<f32>,
+    attack_test: Vec<bool>,
+    parts: &[Vec<usize>],
+) -> Result<Plan> {
+    let hidden = if a.hidden == [64, 32] {
+        vec![64, 16]
+    } else {
+        a.hidden.clone()
+    };
+    let spec = AeSpec::new(d, AeConfig { hidden })?;
+    let mut trainers: Vec<(usize, Box<dyn LocalTrainer>)> = Vec::new();
+    for (i, rows) in parts.iter().enumerate() {
+        let (held, own): (Vec<usize>, Vec<usize>) = rows.iter().partition(|r| *r % 10 == 0);
+        let benign: Vec<usize> = own.into_iter().filter(|&r| !attack_train[r]).collect();
+        let trainer = AeTrainer::new(spec.clone(), gather(&x_train, d, &benign))?.with_eval(
+            gather(&x_train, d, &held),
+            held.iter().map(|&r| attack_train[r]).collect(),
+        )?;
+        let t: Box<dyn LocalTrainer> = if i < a.byzantine {
+            Box::new(Byzantine {
+                inner: Box::new(trainer),
+                scale: a.byzantine_scale,
+            })
+        } else {
+            Box::new(trainer)
+        };
+        trainers.push((benign.len(), t));
+    }
+    let test_spec = spec.clone();
+    let (xt, yt) = (x_test.clone(), attack_test.clone());
+    let (epochs, lr, batch, seed) = (
+        a.rounds * a.local_epochs,
+        a.lr,
+        a.batch_size as usize,
+        a.seed,
+    );
+    Ok(Plan {
+        model: "ae",
+        num_params: spec.num_params(),
+        initial: spec.initial_params(a.seed),
+        trainers,
+        site_evaluation: true,
+        test: Box::new(move |params, sites| {
+            let threshold = sites
+                .get("threshold")
+                .copied()
+                .context("the sites reported no threshold")?;
+            Ok(test_spec.evaluate_params(params, &xt, &yt, threshold)?.1)
+        }),
+        central: Box::new(move || {
+            let benign: Vec<usize> = (0..attack_train.len())
+                .filter(|&r| !attack_train[r])
+                .collect();
+            let all = AeTrainer::new(spec.clone(), gather(&x_train, d, &benign))?;
+            let plan = LocalPlan {
+                round: 1,
+                local_epochs: epochs,
+                learning_rate: lr,
+                proximal_mu: 0.0,
+                batch_size: batch,
+                seed,
+            };
+            let r = all.train_round(&spec.initial_params(seed), &plan)?;
+            let threshold = spec.calibrate(&r.params, &gather(&x_train, d, &benign))?;
+            Ok(spec
+                .evaluate_params(&r.params, &x_test, &attack_test, threshold)?
+                .1)
+        }),
+    })
 }
 
 async fn simulate(a: SimulateArgs) -> Result<()> {
@@ -222,7 +388,6 @@ async fn simulate(a: SimulateArgs) -> Result<()> {
             a.sites
         );
     }
-    let FlModel::Mlp = a.model;
     // Data: the schema and scaling come from the training file (in a deployment the sites
     // agree on them beforehand; the rows themselves never leave their site).
     let train = load(&a.train, &a.data_args, None)?;
@@ -237,14 +402,28 @@ async fn simulate(a: SimulateArgs) -> Result<()> {
     let label = |c: &String| classes.binary_search(c).unwrap_or(0);
     let y_train: Vec<usize> = train.class.iter().map(label).collect();
     let y_test: Vec<usize> = test.class.iter().map(label).collect();
-    let config = MlpConfig {
-        hidden: a.hidden.clone(),
-        class_weight: ClassWeight::None,
-        ..MlpConfig::default()
-    };
-    let spec = MlpSpec::new(d, classes.clone(), config.clone())?.with_device(ComputeDevice::Cpu);
-    let initial = spec.initial_params(a.seed);
     let parts = partition(&train.class, a.sites, a.partition, a.seed);
+    let plan = match a.model {
+        FlModel::Mlp => mlp_plan(
+            &a,
+            d,
+            classes.clone(),
+            x_train.as_slice().to_vec(),
+            y_train,
+            x_test.as_slice().to_vec(),
+            y_test,
+            &parts,
+        )?,
+        FlModel::Ae => ae_plan(
+            &a,
+            d,
+            x_train.as_slice().to_vec(),
+            train.is_attack.clone(),
+            x_test.as_slice().to_vec(),
+            test.is_attack.clone(),
+            &parts,
+        )?,
+    };
 
     // Aggregator.
     let mut keys = SiteKeys::new();
@@ -265,7 +444,7 @@ async fn simulate(a: SimulateArgs) -> Result<()> {
     };
     cfg.batch_size = a.batch_size;
     cfg.round_timeout = Duration::from_secs(a.round_timeout.max(1));
-    cfg.evaluate = false;
+    cfg.evaluate = plan.site_evaluation;
     cfg.seed = a.seed;
     cfg.dp = match (a.dp_noise, a.dp_clip) {
         (Some(noise), Some(clip)) => Some(DpConfig {
@@ -299,7 +478,7 @@ async fn simulate(a: SimulateArgs) -> Result<()> {
         }
         None => (Arc::new(NoopObserver), None),
     };
-    let handle = Aggregator::start(cfg, initial.clone(), observer)
+    let handle = Aggregator::start(cfg, plan.initial.clone(), observer)
         .await
         .context("starting the aggregator")?;
     let server = format!("http://{}", handle.addr());
@@ -307,22 +486,11 @@ async fn simulate(a: SimulateArgs) -> Result<()> {
     // Sites, each with its own partition only.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut site_tasks = Vec::new();
-    for (i, rows) in parts.iter().enumerate() {
-        let trainer = MlpTrainer::with_spec(
-            spec.clone(),
-            gather(x_train.as_slice(), d, rows),
-            rows.iter().map(|&r| y_train[r]).collect(),
-        )?;
-        let trainer: Box<dyn LocalTrainer> = if i < a.byzantine {
-            Box::new(Byzantine {
-                inner: trainer,
-                scale: a.byzantine_scale,
-            })
-        } else {
-            Box::new(trainer)
-        };
+    let mut rows_per_site = Vec::new();
+    for (i, (rows, trainer)) in plan.trainers.into_iter().enumerate() {
         let mut sc = SiteConfig::new(server.clone(), site_ids[i].clone(), site_keys[i].clone());
-        sc.num_examples = rows.len() as u64;
+        sc.num_examples = rows as u64;
+        rows_per_site.push(rows);
         let mut stop = stop_rx.clone();
         site_tasks.push(tokio::spawn(run_site(sc, trainer, async move {
             let _ = stop.wait_for(|s| *s).await;
@@ -339,8 +507,7 @@ async fn simulate(a: SimulateArgs) -> Result<()> {
     for _ in 0..a.rounds {
         let report: RoundReport = handle.run_round().await?;
         let refused = report.refused.is_some();
-        let (_, eval) =
-            spec.evaluate_params(&handle.global_params(), x_test.as_slice(), &y_test)?;
+        let eval = (plan.test)(&handle.global_params(), &report.eval_metrics)?;
         rounds.push(json!({
             "round": report.round,
             "seconds": round4(report.seconds),
@@ -348,6 +515,7 @@ async fn simulate(a: SimulateArgs) -> Result<()> {
             "dropped": report.dropped,
             "excluded": report.excluded,
             "train": metrics_json(&report.train_metrics),
+            "sites_eval": metrics_json(&report.eval_metrics),
             "test": metrics_json(&eval),
             "epsilon": report.epsilon.map(round4),
             "delta": report.delta,
@@ -378,15 +546,7 @@ async fn simulate(a: SimulateArgs) -> Result<()> {
 
     let central = if a.compare_central {
         let t0 = Instant::now();
-        let all =
-            MlpTrainer::with_spec(spec.clone(), x_train.as_slice().to_vec(), y_train.clone())?;
-        let r = all.train_central(
-            a.rounds * a.local_epochs,
-            a.lr,
-            a.batch_size as usize,
-            a.seed,
-        )?;
-        let (_, eval) = spec.evaluate_params(&r.params, x_test.as_slice(), &y_test)?;
+        let eval = tokio::task::spawn_blocking(plan.central).await??;
         Some(json!({
             "epochs": a.rounds * a.local_epochs,
             "seconds": round4(t0.elapsed().as_secs_f64()),
@@ -396,10 +556,10 @@ async fn simulate(a: SimulateArgs) -> Result<()> {
         None
     };
     let out = json!({
-        "model": "mlp",
-        "params": spec.num_params(),
+        "model": plan.model,
+        "params": plan.num_params,
         "sites": a.sites,
-        "rows_per_site": parts.iter().map(Vec::len).collect::<Vec<_>>(),
+        "rows_per_site": rows_per_site,
         "partition": match a.partition { Partition::Iid => "iid", Partition::ByAttackCategory => "by-attack-category" },
         "strategy": a.strategy.to_string(),
         "byzantine": a.byzantine,
@@ -413,6 +573,6 @@ async fn simulate(a: SimulateArgs) -> Result<()> {
             "setup": "Flower 1.41 simulation, 3 clients, numpy logistic regression, 5 rounds, 1 local epoch"},
         "total_seconds_vs_flower": round4(total / 36.0),
     });
-    println!("{out}");
+    outln!("{out}");
     Ok(())
 }

@@ -22,6 +22,7 @@ enum Msg {
 /// An [`FlObserver`] writing to a store.
 pub struct StoreRecorder {
     tx: mpsc::UnboundedSender<Msg>,
+    rows: tokio::sync::watch::Receiver<Option<(u32, i64)>>,
 }
 
 /// Settings the rows need that the callbacks do not carry.
@@ -38,8 +39,14 @@ impl StoreRecorder {
     /// observer is dropped and everything is written).
     pub fn start(store: Store, config: RecorderConfig) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(write(store, config, rx));
-        (Self { tx }, task)
+        let (rows_tx, rows) = tokio::sync::watch::channel(None);
+        let task = tokio::spawn(write(store, config, rx, rows_tx));
+        (Self { tx, rows }, task)
+    }
+
+    /// The latest round written to the round table: (round number, row id).
+    pub fn created_rounds(&self) -> tokio::sync::watch::Receiver<Option<(u32, i64)>> {
+        self.rows.clone()
     }
 }
 
@@ -57,9 +64,15 @@ impl FlObserver for StoreRecorder {
     }
 }
 
-async fn write(store: Store, c: RecorderConfig, mut rx: mpsc::UnboundedReceiver<Msg>) {
-    // Round number → row id.
+async fn write(
+    store: Store,
+    c: RecorderConfig,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    created: tokio::sync::watch::Sender<Option<(u32, i64)>>,
+) {
+    // Round number → row id, and (selected, updates received) for the progress.
     let mut rows: HashMap<u32, i64> = HashMap::new();
+    let mut counts: HashMap<u32, (u32, u32)> = HashMap::new();
     while let Some(m) = rx.recv().await {
         let done = match m {
             Msg::Event(e) if e.phase == "round_started" => {
@@ -75,6 +88,8 @@ async fn write(store: Store, c: RecorderConfig, mut rx: mpsc::UnboundedReceiver<
                 {
                     Ok(r) => {
                         rows.insert(round, r.id);
+                        counts.insert(round, (selected, 0));
+                        created.send_replace(Some((round, r.id)));
                         store
                             .update_fl_round(
                                 r.id,
@@ -93,6 +108,28 @@ async fn write(store: Store, c: RecorderConfig, mut rx: mpsc::UnboundedReceiver<
             Msg::Event(_) => Ok(()),
             Msg::Client(p) if p.phase == "update_received" => match rows.get(&p.round) {
                 Some(&round_id) => {
+                    if let Some((selected, got)) = counts.get_mut(&p.round) {
+                        *got += 1;
+                        let all = *got >= *selected;
+                        let progress = if *selected == 0 {
+                            0
+                        } else {
+                            (u64::from(*got) * 100 / u64::from(*selected)).min(100) as u8
+                        };
+                        if let Err(e) = store
+                            .update_fl_round(
+                                round_id,
+                                &FlRoundUpdate {
+                                    progress: Some(progress),
+                                    phase: all.then_some(RoundPhase::Aggregating),
+                                    ..FlRoundUpdate::default()
+                                },
+                            )
+                            .await
+                        {
+                            tracing::warn!(error = %e, "could not record the round's progress");
+                        }
+                    }
                     store
                         .upsert_fl_client(&FlClientRow {
                             id: format!("{}-r{}-{}", c.federation_id, p.round, p.site_id),

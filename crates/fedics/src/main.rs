@@ -1,12 +1,29 @@
 //! `fedics`: the one binary. It parses the command line and wires the crates together;
 //! everything it runs lives in the library crates.
 
+/// `println!` for command output that ends the process quietly (exit 0) when stdout is
+/// closed early (`fedics openapi | head`), as Unix tools do, and reports other write errors.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            return Err(anyhow::Error::from(e).context("writing to stdout"));
+        }
+    }};
+}
+
 mod admin;
 mod api;
 mod bench;
 mod bench_models;
 mod demo;
+mod federate;
 mod fl;
+mod fl_net;
 mod fl_record;
 mod models;
 mod neural;
@@ -201,11 +218,11 @@ fn main() -> Result<()> {
                     },
             } => {
                 let v = fedics_fl::dp::epsilon_json(sampling_rate, noise_multiplier, steps, delta)?;
-                println!("{v}");
+                outln!("{v}");
                 Ok(())
             }
             Command::Openapi => {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&fedics_server::openapi_document())?
                 );

@@ -709,9 +709,9 @@ fn eval_blocking(args: EvalArgs) -> Result<()> {
     );
     let v = Value::Object(out);
     if args.json {
-        println!("{v}");
+        outln!("{v}");
     } else {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     }
     Ok(())
 }

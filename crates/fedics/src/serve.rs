@@ -89,6 +89,7 @@ pub async fn run(a: ServeArgs) -> Result<()> {
     );
     let bundle = crate::api::bundle(a.detect.attack_bundle.as_deref())?;
     let mut builder = fedics_server::AppState::builder(store.clone(), auth)
+        .ui(crate::api::web_ui())
         .config(a.api.server_config())
         .bundle(bundle)
         .metrics(metrics);

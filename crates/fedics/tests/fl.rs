@@ -243,3 +243,155 @@ fn a_federation_is_recorded_where_the_api_serves_it() {
         store.close().await;
     });
 }
+
+/// Lines of an NSL-KDD file (gzip or plain).
+fn nsl_kdd_lines(name: &str) -> Vec<String> {
+    use std::io::Read;
+    let bytes = std::fs::read(data(name)).expect("dataset readable");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&bytes[..])
+        .read_to_string(&mut text)
+        .expect("gzip");
+    text.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn fl_serve_and_fl_join_federate_as_separate_processes() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    // The model file both sides agree on, trained briefly on a public slice.
+    let lines = nsl_kdd_lines("KDDTest+.txt.gz");
+    std::fs::write(p("init.txt"), lines[..4000].join("\n")).unwrap();
+    std::fs::write(p("site-a.txt"), lines[4000..10000].join("\n")).unwrap();
+    std::fs::write(p("site-b.txt"), lines[10000..16000].join("\n")).unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "train",
+            "--model",
+            "mlp",
+            "--dataset",
+            "nsl-kdd",
+            "--epochs",
+            "1",
+        ])
+        .arg("--data")
+        .arg(p("init.txt"))
+        .arg("--out")
+        .arg(p("init.model"))
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (key_a, key_b) = ("key-of-site-a-0123456789", "key-of-site-b-0123456789");
+    std::fs::write(
+        p("sites.txt"),
+        format!("# site id, key\nsite-a {key_a}\nsite-b {key_b}\n"),
+    )
+    .unwrap();
+    std::fs::write(p("a.key"), key_a).unwrap();
+    std::fs::write(p("b.key"), key_b).unwrap();
+    std::fs::write(p("wrong.key"), "not-the-key-of-site-b-000").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = Command::new(BIN)
+        .args([
+            "fl",
+            "serve",
+            "--rounds",
+            "2",
+            "--json",
+            "--wait-sites",
+            "120",
+        ])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--model")
+        .arg(p("init.model"))
+        .arg("--sites-file")
+        .arg(p("sites.txt"))
+        .arg("--out")
+        .arg(p("global.model"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let join = |site: &str, key: &str, data: &str| {
+        Command::new(BIN)
+            .args([
+                "fl",
+                "join",
+                "--site",
+                site,
+                "--json",
+                "--dataset",
+                "nsl-kdd",
+            ])
+            .args(["--server", &format!("http://127.0.0.1:{port}")])
+            .arg("--key-file")
+            .arg(p(key))
+            .arg("--model")
+            .arg(p("init.model"))
+            .arg("--data")
+            .arg(p(data))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // A site with the wrong key is refused for good (and counts for nothing).
+    let intruder = join("site-b", "wrong.key", "site-b.txt")
+        .wait_with_output()
+        .unwrap();
+    assert!(!intruder.status.success(), "a wrong key must be refused");
+    let err = String::from_utf8_lossy(&intruder.stderr).to_lowercase();
+    assert!(
+        err.contains("refused") || err.contains("unauthenticated"),
+        "{err}"
+    );
+    let a = join("site-a", "a.key", "site-a.txt");
+    let b = join("site-b", "b.key", "site-b.txt");
+    let server = server.wait_with_output().unwrap();
+    assert!(
+        server.status.success(),
+        "fl serve: {}",
+        String::from_utf8_lossy(&server.stderr)
+    );
+    let report: Value = serde_json::from_slice(&server.stdout).expect("one JSON object");
+    let rounds = report["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 2, "{report}");
+    for r in rounds {
+        assert_eq!(
+            r["participants"],
+            serde_json::json!(["site-a", "site-b"]),
+            "{r}"
+        );
+        assert!(
+            r["eval"]["accuracy"].as_f64().is_some(),
+            "sites evaluate the global model: {r}"
+        );
+    }
+    for (name, child) in [("site-a", a), ("site-b", b)] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let s: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+        assert_eq!(s["rounds_trained"], 2, "{s}");
+        assert_eq!(s["finished"], true, "{s}");
+    }
+    // The global model is a model file `fedics eval`-style tools read.
+    let global = std::fs::read(p("global.model")).unwrap();
+    let init = std::fs::read(p("init.model")).unwrap();
+    assert_ne!(global, init, "the federation changed the weights");
+}

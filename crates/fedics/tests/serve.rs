@@ -391,3 +391,130 @@ fn openapi_command_prints_the_document() {
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/api/alerts"]["get"].is_object());
 }
+
+#[test]
+fn demo_federates_its_facilities_records_the_rounds_and_deploys_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let mut child = Command::new(BIN)
+        .args([
+            "demo",
+            "--rate",
+            "300",
+            "--duration",
+            "300",
+            "--sites",
+            "3",
+            "--fl-first-after",
+            "1",
+            "--fl-every",
+            "4",
+            "--fl-max-epsilon",
+            "12",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--bind", &addr.to_string()])
+        .env("FEDICS_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("demo starts");
+    let model = dir.path().join("models").join("mlp.model");
+    // Training the models at the first start takes a while in a debug build.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while http(addr, "GET", "/health", None, None).is_none() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the demo exited early: {status}");
+        }
+        assert!(Instant::now() < deadline, "the demo did not come up");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let _running = Running(child);
+    let initial = std::fs::read(&model).expect("the classifier was trained");
+    let token = login(addr);
+    // Rounds run until the ε budget refuses the next one.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let privacy = loop {
+        let (status, body) =
+            http(addr, "GET", "/api/fl/privacy-metrics", Some(&token), None).unwrap();
+        assert_eq!(status, 200, "{body}");
+        let v = json_of(&body);
+        if v["rounds"].as_u64().unwrap_or(0) >= 2 {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no two federation rounds: {v}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let eps = privacy["epsilon"].as_f64().expect("ε spent");
+    assert!(eps > 0.0 && eps <= 12.0, "{privacy}");
+    assert_eq!(privacy["budget"], 12.0, "{privacy}");
+    let ledger = privacy["ledger"].as_array().unwrap();
+    assert!(
+        ledger
+            .windows(2)
+            .all(|w| w[0]["epsilon"].as_f64() < w[1]["epsilon"].as_f64()),
+        "ε grows round by round: {privacy}"
+    );
+    let (status, body) = http(addr, "GET", "/api/fl/rounds?limit=10", Some(&token), None).unwrap();
+    assert_eq!(status, 200);
+    let rounds = json_of(&body);
+    let done: Vec<&Value> = rounds
+        .as_array()
+        .or(rounds["rounds"].as_array())
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "completed")
+        .collect();
+    assert!(!done.is_empty(), "{rounds}");
+    let r = done[0];
+    assert!(r["epsilon"].as_f64().is_some(), "{r}");
+    let id = r["id"].as_i64().unwrap();
+    let (status, body) = http(
+        addr,
+        "GET",
+        &format!("/api/fl/rounds/{id}"),
+        Some(&token),
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    let detail = json_of(&body);
+    assert_eq!(
+        detail["clients"].as_array().map(Vec::len),
+        Some(3),
+        "{detail}"
+    );
+    // An admin can start a round (or is told why not: running, or budget spent).
+    let (status, body) = http(addr, "POST", "/api/fl/rounds/trigger", Some(&token), None).unwrap();
+    assert!(status == 202 || status == 409, "{status} {body}");
+    if status == 202 {
+        assert!(json_of(&body)["round_id"].as_i64().is_some(), "{body}");
+    }
+    // The new global model replaced the running classifier (tiny clipped, noised updates
+    // keep its accuracy, so it passes the deployment check).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read(&model).unwrap() == initial {
+        assert!(
+            Instant::now() < deadline,
+            "the federated model was never deployed"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // With the budget spent, a triggered round is refused with the reason.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let (status, body) =
+            http(addr, "POST", "/api/fl/rounds/trigger", Some(&token), None).unwrap();
+        if status == 409 && body.contains("budget") {
+            break;
+        }
+        assert!(status == 202 || status == 409, "{status} {body}");
+        assert!(
+            Instant::now() < deadline,
+            "the budget never refused a round: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+}

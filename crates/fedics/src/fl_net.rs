@@ -1,0 +1,378 @@
+//! `fedics fl serve` (the aggregator) and `fedics fl join` (a site) as separate processes
+//! over the network. Both sides agree on the model through one MLP model file (from
+//! `fedics train --model mlp …`): its architecture, classes and preprocessing, and the
+//! initial weights. Sites read their own data file and never send rows, only updates.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use fedics_federation::{
+    Aggregator, AggregatorConfig, ClientTls, DpConfig, FlObserver, NoiseMode, NoopObserver,
+    ServerTls, SiteConfig, SiteKeys, run_site,
+};
+use fedics_fl::dp::PrivacyBudget;
+use fedics_fl::strategy::{RoundSettings, StrategyConfig};
+use fedics_ml::federated::MlpTrainer;
+use fedics_ml::{ComputeDevice, MlpModel};
+use serde_json::json;
+
+use crate::fl::DpMode;
+use crate::models::{DataArgs, load};
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub listen: std::net::SocketAddr,
+    /// MLP model file every site also has: architecture, classes, preprocessing and the
+    /// initial global weights.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The sites allowed to join: one `SITE_ID KEY` per line (`#` starts a comment). Keep
+    /// it readable by the aggregator only.
+    #[arg(long)]
+    pub sites_file: PathBuf,
+    #[arg(long, default_value_t = 5)]
+    pub rounds: u32,
+    /// Sites that must be connected before the first round (default: every listed site).
+    #[arg(long)]
+    pub min_sites: Option<usize>,
+    /// Seconds to wait for them.
+    #[arg(long, default_value_t = 300)]
+    pub wait_sites: u64,
+    /// Aggregation: fedavg, fedprox:mu=0.01, fedadam, median, trimmed-mean:beta=0.2,
+    /// krum:f=1, multi-krum:f=1,m=3.
+    #[arg(long, default_value = "fedavg")]
+    pub strategy: StrategyConfig,
+    #[arg(long, default_value_t = 1)]
+    pub local_epochs: u32,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f32,
+    #[arg(long, default_value_t = 200)]
+    pub batch_size: u32,
+    /// Seconds a round waits for its sites (then it goes on with those that answered).
+    #[arg(long, default_value_t = 300)]
+    pub round_timeout: u64,
+    #[arg(long)]
+    pub dp_noise: Option<f64>,
+    #[arg(long)]
+    pub dp_clip: Option<f64>,
+    #[arg(long, default_value_t = 10.0)]
+    pub max_epsilon: f64,
+    #[arg(long, default_value_t = 1e-5)]
+    pub delta: f64,
+    #[arg(long, value_enum, default_value = "central")]
+    pub dp_mode: DpMode,
+    /// PEM certificate chain of the aggregator (TLS; with --tls-key).
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA of the sites' client certificates (mutual TLS).
+    #[arg(long)]
+    pub client_ca: Option<PathBuf>,
+    /// Record rounds, clients and the privacy ledger in this store (served by the API).
+    #[arg(long)]
+    pub db: Option<String>,
+    /// Write the final global model here (a model file like the input).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Print one JSON object at the end (the only output format).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct JoinArgs {
+    /// The aggregator: http://host:port, or https://host:port with --ca.
+    #[arg(long)]
+    pub server: String,
+    /// This site's id, as in the aggregator's sites file.
+    #[arg(long)]
+    pub site: String,
+    /// File holding this site's key (else FEDICS_SITE_KEY).
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// The federation's MLP model file (for its classes and preprocessing).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// This site's labelled data.
+    #[arg(long)]
+    pub data: PathBuf,
+    #[command(flatten)]
+    pub data_args: DataArgs,
+    /// Share of the rows held out to evaluate the global models.
+    #[arg(long, default_value_t = 0.2)]
+    pub eval_fraction: f64,
+    /// PEM CA that signs the aggregator's certificate (https).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// Server name to verify (default: the URL's host).
+    #[arg(long)]
+    pub tls_domain: Option<String>,
+    /// PEM certificate and key of this site (mutual TLS).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// Print one JSON object at the end.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn read_text(p: &Path, what: &str) -> Result<String> {
+    std::fs::read_to_string(p).with_context(|| format!("reading {what} {}", p.display()))
+}
+
+/// Parses a sites file: `SITE_ID KEY` per line.
+pub fn parse_sites(text: &str) -> Result<SiteKeys> {
+    let mut keys = SiteKeys::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut parts = line.split_whitespace();
+        let (Some(id), Some(key), None) = (parts.next(), parts.next(), parts.next()) else {
+            bail!("sites file, line {}: expected `SITE_ID KEY`", i + 1);
+        };
+        if key.len() < 16 {
+            bail!(
+                "sites file, line {}: the key of {id} is shorter than 16 characters",
+                i + 1
+            );
+        }
+        if keys.contains(id) {
+            bail!("sites file, line {}: site {id} is listed twice", i + 1);
+        }
+        keys.insert(id.to_string(), key.as_bytes());
+    }
+    if keys.is_empty() {
+        bail!("the sites file lists no site");
+    }
+    Ok(keys)
+}
+
+pub async fn serve(a: ServeArgs) -> Result<()> {
+    let started = Instant::now();
+    let model = MlpModel::load(&a.model, ComputeDevice::Cpu)
+        .with_context(|| format!("loading the federation's model {}", a.model.display()))?;
+    let keys = parse_sites(&read_text(&a.sites_file, "the sites file")?)?;
+    let n_sites = keys.len();
+    let mut cfg = AggregatorConfig::new(a.listen, keys);
+    cfg.strategy = a.strategy.clone();
+    cfg.settings = RoundSettings {
+        local_epochs: a.local_epochs,
+        learning_rate: a.lr,
+        ..RoundSettings::default()
+    };
+    cfg.batch_size = a.batch_size;
+    cfg.round_timeout = Duration::from_secs(a.round_timeout.max(1));
+    cfg.seed = a.seed;
+    cfg.dp = match (a.dp_noise, a.dp_clip) {
+        (Some(noise), Some(clip)) => Some(DpConfig {
+            clip,
+            noise_multiplier: noise,
+            mode: match a.dp_mode {
+                DpMode::Central => NoiseMode::Central,
+                DpMode::Distributed => NoiseMode::Distributed,
+            },
+            budget: PrivacyBudget::new(a.max_epsilon, a.delta)?,
+        }),
+        (None, None) => None,
+        _ => bail!("client-level DP needs both --dp-noise and --dp-clip"),
+    };
+    cfg.tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(c), Some(k)) => Some(ServerTls {
+            cert_pem: read_text(c, "the TLS certificate")?,
+            key_pem: read_text(k, "the TLS key")?,
+            client_ca_pem: a
+                .client_ca
+                .as_deref()
+                .map(|p| read_text(p, "the client CA"))
+                .transpose()?,
+        }),
+        (None, None) if a.client_ca.is_none() => None,
+        _ => bail!("TLS needs both --tls-cert and --tls-key (and --client-ca only with them)"),
+    };
+    if cfg.tls.is_none() && !a.listen.ip().is_loopback() {
+        tracing::warn!(listen = %a.listen, "the aggregator listens without TLS on a non-loopback address: updates and keys travel in clear");
+    }
+    let (observer, recorder): (Arc<dyn FlObserver>, _) = match &a.db {
+        Some(url) => {
+            let store = fedics_store::Store::open(url)
+                .await
+                .with_context(|| format!("opening the store {url}"))?;
+            let (r, task) = crate::fl_record::StoreRecorder::start(
+                store,
+                crate::fl_record::RecorderConfig {
+                    federation_id: format!("fl-serve-{}", fedics_server::auth::random_hex(4)),
+                    total_sites: n_sites as u32,
+                    local_epochs: a.local_epochs,
+                    dp: a.dp_noise.zip(a.dp_clip).map(|(n, c)| (n, c, 1.0)),
+                },
+            );
+            (Arc::new(r), Some(task))
+        }
+        None => (Arc::new(NoopObserver), None),
+    };
+    let handle = Aggregator::start(cfg, model.flat_params(), observer)
+        .await
+        .context("starting the aggregator")?;
+    let want = a.min_sites.unwrap_or(n_sites).clamp(1, n_sites);
+    tracing::info!(addr = %handle.addr(), sites = n_sites, waiting_for = want, "aggregator up; waiting for sites");
+    handle
+        .wait_for_sites(want, Duration::from_secs(a.wait_sites))
+        .await
+        .context("waiting for the sites to join")?;
+    let mut rounds = Vec::new();
+    for _ in 0..a.rounds {
+        let r = handle.run_round().await?;
+        tracing::info!(round = r.round, seconds = r.seconds, participants = ?r.participants, dropped = ?r.dropped, epsilon = r.epsilon, "round done");
+        let refused = r.refused.clone();
+        rounds.push(json!({
+            "round": r.round,
+            "seconds": r.seconds,
+            "participants": r.participants,
+            "dropped": r.dropped,
+            "excluded": r.excluded,
+            "train": r.train_metrics,
+            "eval": r.eval_metrics,
+            "epsilon": r.epsilon,
+            "refused": refused,
+        }));
+        if refused.is_some() {
+            break;
+        }
+    }
+    let params = handle.global_params();
+    handle.shutdown().await?;
+    if let Some(task) = recorder
+        && tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .is_err()
+    {
+        tracing::warn!("the federation's store records were not all written within 30 s");
+    }
+    if let Some(out) = &a.out {
+        let m = model.with_flat_params(
+            &params,
+            0,
+            &format!("fedics fl serve, {} rounds", rounds.len()),
+            Default::default(),
+        )?;
+        m.save(out)
+            .with_context(|| format!("writing the global model {}", out.display()))?;
+    }
+    outln!(
+        "{}",
+        json!({
+            "rounds": rounds,
+            "total_seconds": started.elapsed().as_secs_f64(),
+            "out": a.out.as_ref().map(|p| p.display().to_string()),
+        })
+    );
+    Ok(())
+}
+
+pub async fn join(a: JoinArgs) -> Result<()> {
+    let key = match &a.key_file {
+        Some(p) => read_text(p, "the site key")?.trim().to_string(),
+        None => std::env::var("FEDICS_SITE_KEY")
+            .context("no site key: pass --key-file or set FEDICS_SITE_KEY")?,
+    };
+    if !(0.0..1.0).contains(&a.eval_fraction) {
+        bail!("--eval-fraction {} must be in [0, 1)", a.eval_fraction);
+    }
+    let model = MlpModel::load(&a.model, ComputeDevice::Cpu)
+        .with_context(|| format!("loading the federation's model {}", a.model.display()))?;
+    let pre = model
+        .preprocessor
+        .as_ref()
+        .context("the model file has no preprocessing; sites cannot encode their data")?;
+    let data = load(&a.data, &a.data_args, None)?;
+    let (x, unseen) = pre.transform_with_report(&data.table)?;
+    if !unseen.is_empty() {
+        tracing::warn!(report = ?unseen, "categories unseen by the model's preprocessing");
+    }
+    let d = x.cols();
+    let mut rows = Vec::new();
+    let mut labels = Vec::new();
+    let mut skipped = 0usize;
+    for (row, class) in x.as_slice().chunks(d).zip(&data.class) {
+        match model.classes.iter().position(|c| c == class) {
+            Some(y) => {
+                rows.push(row);
+                labels.push(y);
+            }
+            None => skipped += 1,
+        }
+    }
+    if skipped > 0 {
+        tracing::warn!(
+            skipped,
+            "rows whose label is not one of the model's classes were left out"
+        );
+    }
+    let n = labels.len();
+    let n_eval = ((n as f64) * a.eval_fraction).round() as usize;
+    if n - n_eval == 0 {
+        bail!("{}: no row to train on", a.data.display());
+    }
+    // Every 1/f-th row is held out (deterministic, spread over the file).
+    let every = n.checked_div(n_eval).map_or(usize::MAX, |e| e.max(1));
+    let (mut tr, mut tl, mut er, mut el) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (i, (row, y)) in rows.iter().zip(&labels).enumerate() {
+        if n_eval > 0 && i % every == every - 1 && el.len() < n_eval {
+            er.extend_from_slice(row);
+            el.push(*y);
+        } else {
+            tr.extend_from_slice(row);
+            tl.push(*y);
+        }
+    }
+    let spec = model.federation_spec()?;
+    let n_train = tl.len();
+    let mut trainer = MlpTrainer::with_spec(spec, tr, tl)?;
+    if !el.is_empty() {
+        trainer = trainer.with_eval(er, el)?;
+    }
+    let mut sc = SiteConfig::new(a.server.clone(), a.site.clone(), key);
+    sc.num_examples = n_train as u64;
+    sc.tls = match &a.ca {
+        Some(ca) => Some(ClientTls {
+            ca_pem: read_text(ca, "the CA")?,
+            domain: a.tls_domain.clone(),
+            identity: match (&a.tls_cert, &a.tls_key) {
+                (Some(c), Some(k)) => Some((
+                    read_text(c, "the site certificate")?,
+                    read_text(k, "the site key")?,
+                )),
+                _ => None,
+            },
+        }),
+        None => None,
+    };
+    tracing::info!(site = %a.site, server = %a.server, rows = n_train, held_out = n - n_train, "joining the federation");
+    let summary = run_site(sc, Box::new(trainer), crate::demo::shutdown_signal()).await?;
+    outln!(
+        "{}",
+        json!({
+            "site": a.site,
+            "rows": n_train,
+            "rounds_trained": summary.rounds_trained,
+            "evaluations": summary.evaluations,
+            "joins": summary.joins,
+            "rejected_updates": summary.rejected_updates,
+            "bytes_sent": summary.bytes_sent,
+            "bytes_received": summary.bytes_received,
+            "finished": summary.finished,
+        })
+    );
+    Ok(())
+}
