@@ -176,6 +176,14 @@ function Rates() {
       <Panel title="Traffic and anomalies" id="rates">
         {dashboard && !dashboard.pipeline ? (
           <Empty>This server runs no pipeline: no live traffic counters.</Empty>
+        ) : dashboard?.pipeline ? (
+          <>
+            <p>
+              {fmtNum(dashboard.pipeline.flows_in ?? null, 0)} flows and {fmtNum(dashboard.pipeline.anomalies ?? null, 0)}{" "}
+              anomalies so far.
+            </p>
+            <Loading what="Rates follow with the next counters (every 5 s)" />
+          </>
         ) : (
           <Loading what="Waiting for live counters (every 5 s)" />
         )}
