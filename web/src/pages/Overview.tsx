@@ -113,7 +113,11 @@ function RoundCard() {
       <>
         <div className="kpi-big">Round {round.round_number}</div>
         <div>
-          <span className={`badge phase phase-${round.phase}`}>{round.phase}</span>{" "}
+          {round.status === "in-progress" && (
+            <>
+              <span className={`badge phase phase-${round.phase}`}>{round.phase}</span>{" "}
+            </>
+          )}
           <StatusBadge status={round.status} />
         </div>
         <Meter value={round.progress} label={`Round ${round.round_number} progress`} />
@@ -203,12 +207,12 @@ function Rates() {
         yFormat={(v) => fmtNum(v, 0)}
         height={180}
       />
-      <h3 className="chart-title">Anomaly rate (anomalous flows per flow)</h3>
+      <h3 className="chart-title">Anomaly rate (anomalous detector verdicts per second)</h3>
       <TimeChart
         label={`Anomaly rate per facility, last ${rates.t.length} samples`}
         t={rates.t}
         series={names.map((k, i) => ({ label: label(k), data: rates.series[k]?.anomalyRate ?? [], color: colorFor(i) }))}
-        yFormat={(v) => fmtPct(v, 1)}
+        yFormat={(v) => fmtNum(v, 1)}
         height={180}
       />
     </Panel>
