@@ -127,12 +127,12 @@ function MatrixView({
         {matrix.version ? ` ATT&CK ${matrix.version}.` : " Built-in ATT&CK for ICS table."}
       </p>
       <div className="matrix-wrap">
-        <div className="matrix" role="grid" aria-label="ATT&CK for ICS matrix: tactics by techniques" data-testid="matrix">
+        <div className="matrix" data-testid="matrix">
           {tactics.map((t) => {
             const techs = matrix.techniques.filter((x) => x.tactics.includes(t.id) || x.tactics.includes(t.shortname));
             return (
-              <div className="matrix-col" role="rowgroup" key={t.id}>
-                <div className="matrix-tactic" role="columnheader" title={t.id}>
+              <div className="matrix-col" role="group" aria-labelledby={`tactic-${t.id}`} key={t.id}>
+                <div className="matrix-tactic" id={`tactic-${t.id}`} title={t.id}>
                   {t.name}
                   <span className="muted small"> ({techs.length})</span>
                 </div>
@@ -144,7 +144,6 @@ function MatrixView({
                   return (
                     <button
                       type="button"
-                      role="gridcell"
                       key={x.id}
                       className={`matrix-cell${count > 0 ? " detected" : ""}${predicted ? " predicted" : ""}${selected === x.id ? " selected" : ""}`}
                       style={count > 0 ? { backgroundColor: `rgba(255, 77, 79, ${s.toFixed(2)})` } : undefined}
