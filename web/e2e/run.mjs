@@ -13,6 +13,7 @@
 //   E2E_ALERT_TIMEOUT_S  wait for a new live alert, default 180
 //   E2E_FL_TIMEOUT_S     wait for a completed round with ε, default 180
 //   E2E_SOAK_S           seconds the overview stays open for the heap figure, default 20
+//   E2E_VIEWER_USER, E2E_VIEWER_PASSWORD  also check a viewer is offered no action (optional)
 //   E2E_HEADFUL=1        show the browser (debugging)
 import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
@@ -373,6 +374,30 @@ await step("heap stays bounded on the overview", async () => {
   check(msgs <= 100, `the live feed renders ${msgs} entries (bounded to 100)`);
   await shot("10-overview-after-soak");
 });
+
+if (env.E2E_VIEWER_USER && env.E2E_VIEWER_PASSWORD) {
+  await step("a viewer sees no actions", async () => {
+    const vctx = await browser.newContext({ viewport: { width: 1440, height: 900 }, colorScheme: "dark" });
+    const v = await vctx.newPage();
+    v.on("console", (m) => {
+      if (m.type() === "error") consoleErrors.push({ step: currentStep, url: v.url(), text: m.text() });
+    });
+    v.on("pageerror", (e) => consoleErrors.push({ step: currentStep, url: v.url(), text: `uncaught: ${e.message}` }));
+    await v.goto(`${BASE}/alerts`);
+    await v.getByLabel("User name").fill(env.E2E_VIEWER_USER);
+    await v.getByLabel("Password").fill(env.E2E_VIEWER_PASSWORD);
+    await v.getByRole("button", { name: "Sign in" }).click();
+    await v.locator("[data-testid=alerts-table] tbody tr a").first().click();
+    await v.getByRole("heading", { name: "Evidence" }).waitFor();
+    check((await v.getByRole("button", { name: "Acknowledge" }).count()) === 0, "a viewer is offered Acknowledge");
+    await v.getByText("The audit trail is shown to analysts and admins.").waitFor();
+    await v.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Federation", exact: true }).click();
+    await v.getByRole("heading", { name: "Federation", level: 1 }).waitFor();
+    check((await v.getByRole("button", { name: "Trigger a round" }).count()) === 0, "a viewer is offered Trigger a round");
+    await v.screenshot({ path: resolve(SHOTS, "11-viewer-federation.png"), fullPage: true });
+    await vctx.close();
+  });
+}
 
 await browser.close();
 
