@@ -21,7 +21,8 @@ if (mode !== "generate" && mode !== "check") {
   console.error("usage: api-types.mjs generate|check [OPENAPI.json]");
   process.exit(2);
 }
-const specPath = specArg ? resolve(process.cwd(), specArg) : resolve(web, "openapi.json");
+// npm runs scripts in web/: resolve a relative path against where npm was started.
+const specPath = specArg ? resolve(process.env.INIT_CWD ?? process.cwd(), specArg) : resolve(web, "openapi.json");
 
 let spec;
 try {

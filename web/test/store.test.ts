@@ -95,7 +95,7 @@ describe("LiveStore", () => {
     expect(s.getSnapshot().predictions).toHaveLength(PREDICTIONS_MAX);
   });
 
-  it("turns dashboard counters into flows/s and anomaly rate", () => {
+  it("turns dashboard counters into flows/s and anomalies/s", () => {
     const s = new LiveStore();
     const t0 = Date.UTC(2026, 0, 1);
     s.handle("dashboard_update", dash(t0, 1000, 10));
@@ -104,7 +104,7 @@ describe("LiveStore", () => {
     const r = s.getSnapshot().rates;
     expect(r.perFacility).toBe(false);
     expect(r.series.all!.flowsPerS).toEqual([100]);
-    expect(r.series.all!.anomalyRate).toEqual([10 / 500]);
+    expect(r.series.all!.anomalyRate).toEqual([2]);
   });
 
   it("leaves a gap (not a negative rate) when the counters restart", () => {

@@ -68,7 +68,7 @@ export interface ApiOptions {
   getToken: () => string | null;
   /** Called when an authenticated request is answered 401 (token expired or revoked). */
   onUnauthorized: () => void;
-  fetch?: typeof globalThis.fetch;
+  fetch?: (input: Request) => Promise<Response>;
 }
 
 export type Client = ReturnType<typeof createClient<paths>>;

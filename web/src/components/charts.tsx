@@ -75,7 +75,8 @@ export function TimeChart({ label, t, series, yTitle, yFormat, yMin = 0, height 
       borderColor: s.color ?? colorFor(i),
       backgroundColor: (s.color ?? colorFor(i)) + "33",
       borderWidth: 2,
-      pointRadius: 0,
+      // Points only while a line cannot be drawn yet.
+      pointRadius: t.length < 3 ? 3 : 0,
       spanGaps: false,
       fill: s.fill ?? false,
       borderDash: s.dashed ? [6, 4] : undefined,

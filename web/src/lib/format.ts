@@ -23,6 +23,8 @@ export function fmtAgo(v: string | number | null | undefined, now = Date.now()):
   if (v === null || v === undefined) return "—";
   const t = new Date(v).getTime();
   if (Number.isNaN(t)) return "—";
+  // Simulated clocks may run ahead of this one: show the time itself then.
+  if (t > now + 5000) return fmtTime(t);
   const s = Math.max(0, Math.round((now - t) / 1000));
   if (s < 60) return `${s} s ago`;
   if (s < 3600) return `${Math.floor(s / 60)} min ago`;
@@ -46,4 +48,9 @@ export function fmtDuration(ms: number | null | undefined): string {
   const s = ms / 1000;
   if (s < 120) return `${s.toFixed(1)} s`;
   return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+}
+
+/** An ATT&CK technique id (T0855, T0855.001); alerts of unclassified anomalies carry "unknown". */
+export function isTechniqueId(v: string | null | undefined): v is string {
+  return !!v && /^T\d{4}(\.\d{3})?$/.test(v);
 }

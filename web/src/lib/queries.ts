@@ -29,7 +29,10 @@ export function useOpenBySeverity() {
     queryKey: keys.openBySeverity,
     queryFn: async () => {
       const pairs = await Promise.all(
-        SEVERITIES.map(async (s) => [s, (await count(s, "new")) + (await count(s, "acknowledged"))] as const),
+        SEVERITIES.map(async (s) => {
+          const [n, a] = await Promise.all([count(s, "new"), count(s, "acknowledged")]);
+          return [s, n + a] as const;
+        }),
       );
       return Object.fromEntries(pairs) as Record<Severity, number>;
     },

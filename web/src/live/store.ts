@@ -40,7 +40,8 @@ export interface DashboardUpdate {
   timestamp?: string;
 }
 
-/** One live series: flows/s and anomaly share (anomalies per flow) per point. */
+/** One live series per point: flows per second, and anomalies per second (the pipeline
+ *  counts anomalous detector verdicts: one flow flagged by two detectors counts twice). */
 export interface RateSeries {
   flowsPerS: (number | null)[];
   anomalyRate: (number | null)[];
@@ -269,9 +270,8 @@ export class LiveStore {
       let flows: number | null = null;
       let rate: number | null = null;
       if (a && b && b.flows >= a.flows && b.anomalies >= a.anomalies) {
-        const df = b.flows - a.flows;
-        flows = df / dt;
-        rate = df > 0 ? (b.anomalies - a.anomalies) / df : null;
+        flows = (b.flows - a.flows) / dt;
+        rate = (b.anomalies - a.anomalies) / dt;
       }
       pushBounded(s.flowsPerS, flows, POINTS_MAX);
       pushBounded(s.anomalyRate, rate, POINTS_MAX);

@@ -6,7 +6,7 @@ import { keys, useTacticNames } from "../lib/queries";
 import { useLiveInvalidate, useSession } from "../lib/hooks";
 import { hasRole } from "../auth/session";
 import { errorMessage } from "../api/client";
-import { fmtDateTime, fmtDuration, fmtNum, fmtPct } from "../lib/format";
+import { fmtDateTime, fmtDuration, fmtNum, fmtPct, isTechniqueId } from "../lib/format";
 import { Empty, ErrorState, Loading, Panel, QueryView } from "../components/states";
 import { SeverityBadge, StatusBadge } from "../components/badges";
 import { CategoryChart } from "../components/charts";
@@ -60,10 +60,15 @@ function Detail({ a }: { a: AlertResponse }) {
           <dl className="facts">
             <dt>Technique</dt>
             <dd>
-              <Link to={`/attack-graph?technique=${a.attack_type}`} className="mono">
-                {a.attack_type}
-              </Link>{" "}
-              {a.attack_name}
+              {isTechniqueId(a.attack_type) ? (
+                <Link to={`/attack-graph?technique=${a.attack_type}`} className="mono">
+                  {a.attack_type}
+                </Link>
+              ) : (
+                <span className="mono">{a.attack_type}</span>
+              )}{" "}
+              {a.attack_name !== a.attack_type && a.attack_name}
+              {!isTechniqueId(a.attack_type) && <span className="muted"> (anomaly not classified as an ATT&CK technique)</span>}
             </dd>
             <dt>Tactics</dt>
             <dd>{a.tactic_ids.length ? a.tactic_ids.map((t) => tactics.get(t) ?? t).join(", ") : "—"}</dd>

@@ -5,7 +5,7 @@ import cytoscape, { type Core, type ElementDefinition } from "cytoscape";
 import { api } from "../services";
 import { keys, useGraph, useMatrix } from "../lib/queries";
 import { useLiveInvalidate, useRoom } from "../lib/hooks";
-import { fmtDateTime, fmtPct } from "../lib/format";
+import { fmtDateTime, fmtPct, isTechniqueId } from "../lib/format";
 import { Empty, ErrorState, Loading, Panel, QueryView } from "../components/states";
 import type { AttackGraph as Graph, GraphNode, Matrix } from "../api/types";
 
@@ -127,12 +127,12 @@ function MatrixView({
         {matrix.version ? ` ATT&CK ${matrix.version}.` : " Built-in ATT&CK for ICS table."}
       </p>
       <div className="matrix-wrap">
-        <div className="matrix" role="grid" aria-label="ATT&CK for ICS matrix: tactics by techniques" data-testid="matrix">
+        <div className="matrix" data-testid="matrix">
           {tactics.map((t) => {
             const techs = matrix.techniques.filter((x) => x.tactics.includes(t.id) || x.tactics.includes(t.shortname));
             return (
-              <div className="matrix-col" role="rowgroup" key={t.id}>
-                <div className="matrix-tactic" role="columnheader" title={t.id}>
+              <div className="matrix-col" role="group" aria-labelledby={`tactic-${t.id}`} key={t.id}>
+                <div className="matrix-tactic" id={`tactic-${t.id}`} title={t.id}>
                   {t.name}
                   <span className="muted small"> ({techs.length})</span>
                 </div>
@@ -144,7 +144,6 @@ function MatrixView({
                   return (
                     <button
                       type="button"
-                      role="gridcell"
                       key={x.id}
                       className={`matrix-cell${count > 0 ? " detected" : ""}${predicted ? " predicted" : ""}${selected === x.id ? " selected" : ""}`}
                       style={count > 0 ? { backgroundColor: `rgba(255, 77, 79, ${s.toFixed(2)})` } : undefined}
@@ -366,10 +365,12 @@ interface Named {
 function TechniquePanel({ id, node, onClose }: { id: string; node: GraphNode | undefined; onClose: () => void }) {
   const matrix = useMatrix();
   const tacticName = new Map((matrix.data?.tactics ?? []).map((t) => [t.id, t.name]));
+  const valid = isTechniqueId(id);
   const q = useQuery({
     queryKey: ["mitre", "technique", id],
     queryFn: () => api.run(api.client.GET("/api/mitre/technique/{id}", { params: { path: { id } } })),
     staleTime: Infinity,
+    enabled: valid,
   });
   const ref = useRef<HTMLHeadingElement | null>(null);
   useEffect(() => ref.current?.focus(), [id]);
@@ -384,7 +385,14 @@ function TechniquePanel({ id, node, onClose }: { id: string; node: GraphNode | u
         </button>
       </header>
       <div className="panel-body">
-        {q.isPending ? (
+        {!valid ? (
+          <>
+            <p className="muted">
+              Not an ATT&CK technique: anomalies the classifier could not attribute to a technique are grouped here.
+            </p>
+            {node && node.facilities.length > 0 && <Detections id={id} node={node} />}
+          </>
+        ) : q.isPending ? (
           <Loading />
         ) : q.isError ? (
           <ErrorState error={q.error} retry={() => void q.refetch()} />
@@ -411,31 +419,7 @@ function TechniquePanel({ id, node, onClose }: { id: string; node: GraphNode | u
             {!node || node.facilities.length === 0 ? (
               <p className="muted">Not detected{node?.predicted_probability != null ? `; predicted next with ${fmtPct(node.predicted_probability)}` : ""}.</p>
             ) : (
-              <>
-                <table className="table table-compact">
-                  <thead>
-                    <tr>
-                      <th scope="col">Facility</th>
-                      <th scope="col" className="num">
-                        Alerts
-                      </th>
-                      <th scope="col">Last seen</th>
-                    </tr>
-                  </thead>
-                  <tbody>
-                    {node.facilities.map((f) => (
-                      <tr key={f.facility_id}>
-                        <td>{f.facility_id}</td>
-                        <td className="num">{f.alerts}</td>
-                        <td>{fmtDateTime(f.last_seen)}</td>
-                      </tr>
-                    ))}
-                  </tbody>
-                </table>
-                <p>
-                  <Link to={`/alerts?q=${encodeURIComponent(id)}`}>Show the alerts of {id}</Link>
-                </p>
-              </>
+              <Detections id={id} node={node} />
             )}
             {q.data.assets.length > 0 && (
               <>
@@ -451,6 +435,36 @@ function TechniquePanel({ id, node, onClose }: { id: string; node: GraphNode | u
         )}
       </div>
     </section>
+  );
+}
+
+function Detections({ id, node }: { id: string; node: GraphNode }) {
+  return (
+    <>
+      <table className="table table-compact">
+        <thead>
+          <tr>
+            <th scope="col">Facility</th>
+            <th scope="col" className="num">
+              Alerts
+            </th>
+            <th scope="col">Last seen</th>
+          </tr>
+        </thead>
+        <tbody>
+          {node.facilities.map((f) => (
+            <tr key={f.facility_id}>
+              <td>{f.facility_id}</td>
+              <td className="num">{f.alerts}</td>
+              <td>{fmtDateTime(f.last_seen)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      <p>
+        <Link to={`/alerts?q=${encodeURIComponent(id)}`}>Show the alerts of {id}</Link>
+      </p>
+    </>
   );
 }
 

@@ -1,4 +1,4 @@
-import { useMemo, useState } from "react";
+import { useEffect, useMemo, useState } from "react";
 import { useMutation, useQueries, useQuery, useQueryClient } from "@tanstack/react-query";
 import { api } from "../services";
 import { keys, usePrivacy, useRounds } from "../lib/queries";
@@ -22,6 +22,13 @@ export default function Federation() {
   const [picked, setPicked] = useState<number | null>(null);
   const list = rounds.data ?? [];
   const selected = list.find((r) => r.id === picked) ?? list[0];
+  // The accountant's ledger entry is written just after its round completes: when a newer
+  // completed round shows up, read the ledger again.
+  const lastDone = list.find((r) => r.status === "completed")?.id;
+  const refetchPrivacy = privacy.refetch;
+  useEffect(() => {
+    if (lastDone !== undefined) void refetchPrivacy();
+  }, [lastDone, refetchPrivacy]);
 
   return (
     <div className="page page-federation">

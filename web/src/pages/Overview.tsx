@@ -113,7 +113,11 @@ function RoundCard() {
       <>
         <div className="kpi-big">Round {round.round_number}</div>
         <div>
-          <span className={`badge phase phase-${round.phase}`}>{round.phase}</span>{" "}
+          {round.status === "in-progress" && (
+            <>
+              <span className={`badge phase phase-${round.phase}`}>{round.phase}</span>{" "}
+            </>
+          )}
           <StatusBadge status={round.status} />
         </div>
         <Meter value={round.progress} label={`Round ${round.round_number} progress`} />
@@ -176,6 +180,14 @@ function Rates() {
       <Panel title="Traffic and anomalies" id="rates">
         {dashboard && !dashboard.pipeline ? (
           <Empty>This server runs no pipeline: no live traffic counters.</Empty>
+        ) : dashboard?.pipeline ? (
+          <>
+            <p>
+              {fmtNum(dashboard.pipeline.flows_in ?? null, 0)} flows and {fmtNum(dashboard.pipeline.anomalies ?? null, 0)}{" "}
+              anomalies so far.
+            </p>
+            <Loading what="Rates follow with the next counters (every 5 s)" />
+          </>
         ) : (
           <Loading what="Waiting for live counters (every 5 s)" />
         )}
@@ -195,12 +207,12 @@ function Rates() {
         yFormat={(v) => fmtNum(v, 0)}
         height={180}
       />
-      <h3 className="chart-title">Anomaly rate (anomalous flows per flow)</h3>
+      <h3 className="chart-title">Anomaly rate (anomalous detector verdicts per second)</h3>
       <TimeChart
         label={`Anomaly rate per facility, last ${rates.t.length} samples`}
         t={rates.t}
         series={names.map((k, i) => ({ label: label(k), data: rates.series[k]?.anomalyRate ?? [], color: colorFor(i) }))}
-        yFormat={(v) => fmtPct(v, 1)}
+        yFormat={(v) => fmtNum(v, 1)}
         height={180}
       />
     </Panel>
