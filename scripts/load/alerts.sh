@@ -22,7 +22,8 @@ mkdir -p "$WORK"
 export FEDICS_JWT_SECRET=${FEDICS_JWT_SECRET:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}
 
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
-cargo build --quiet --release -p fedics-server --example api_server
+# The whole workspace at once: one feature resolution, shared with the release `fedics`.
+cargo build --quiet --release --workspace --bins --examples
 BIN=target/release/examples/api_server
 
 SERVER_PID=

@@ -84,11 +84,14 @@ pub struct SimulateArgs {
     /// Local epochs per round.
     #[arg(long, default_value_t = 1)]
     pub local_epochs: u32,
-    #[arg(long, default_value_t = 1e-3)]
+    /// Learning rate of the sites' (and the central baseline's) Adam. 1e-2: over 5 seeds on
+    /// NSL-KDD the federated MLP's binary accuracy is then within a point of central
+    /// training's (3e-3 and 1e-3 leave it 1 and 2 points behind).
+    #[arg(long, default_value_t = 1e-2)]
     pub lr: f32,
     #[arg(long, default_value_t = 200)]
     pub batch_size: u32,
-    /// Hidden layer widths of the MLP.
+    /// Hidden layer widths of the MLP (the AE: encoder widths, default 64,16).
     #[arg(long, value_delimiter = ',', default_value = "64,32")]
     pub hidden: Vec<usize>,
     /// Noise multiplier σ of client-level DP (with --dp-clip).

@@ -17,15 +17,7 @@ fn data(name: &str) -> PathBuf {
 
 fn simulate(extra: &[&str]) -> Value {
     let out = Command::new(BIN)
-        .args([
-            "fl",
-            "simulate",
-            "--dataset",
-            "nsl-kdd",
-            "--model",
-            "mlp",
-            "--json",
-        ])
+        .args(["fl", "simulate", "--dataset", "nsl-kdd", "--json"])
         .arg("--train")
         .arg(data("KDDTrain+.txt.gz"))
         .arg("--test")
@@ -394,4 +386,33 @@ fn fl_serve_and_fl_join_federate_as_separate_processes() {
     let global = std::fs::read(p("global.model")).unwrap();
     let init = std::fs::read(p("init.model")).unwrap();
     assert_ne!(global, init, "the federation changed the weights");
+}
+
+#[test]
+fn three_sites_federate_the_autoencoder_with_per_site_thresholds() {
+    let v = simulate(&[
+        "--sites",
+        "3",
+        "--rounds",
+        "3",
+        "--model",
+        "ae",
+        "--compare-central",
+    ]);
+    let rounds = v["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 3, "{v}");
+    for r in rounds {
+        // Every site calibrated a threshold on its own benign rows; the test uses their mean.
+        let t = r["sites_eval"]["threshold"].as_f64().expect("thresholds");
+        assert!(t > 0.0, "{r}");
+        assert_eq!(r["test"]["threshold"], r["sites_eval"]["threshold"], "{r}");
+    }
+    let fed = v["final"]["roc_auc"].as_f64().unwrap();
+    let central = v["central"]["test"]["roc_auc"].as_f64().unwrap();
+    println!("ae: federated ROC-AUC {fed:.4}, central {central:.4}");
+    assert!(fed > 0.9, "{v}");
+    assert!(
+        (fed - central).abs() < 0.03,
+        "federated {fed} vs central {central}"
+    );
 }
