@@ -5,14 +5,12 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use fedics_federation::{
-    Aggregator, AggregatorConfig, DpConfig, NoiseMode, NoopObserver, RoundReport, SiteConfig,
-    SiteKeys, run_site,
+    Aggregator, AggregatorConfig, DpConfig, NoiseMode, RoundReport, SiteConfig, SiteKeys, run_site,
 };
 use fedics_fl::dp::PrivacyBudget;
 use fedics_fl::strategy::{RoundSettings, StrategyConfig};
@@ -154,6 +152,45 @@ impl LocalTrainer for Byzantine {
     }
 }
 
+/// Client-level DP from the `--dp-*` options: both σ and C, or neither.
+pub fn dp_config(
+    noise: Option<f64>,
+    clip: Option<f64>,
+    max_epsilon: f64,
+    delta: f64,
+    mode: DpMode,
+) -> Result<Option<DpConfig>> {
+    Ok(match (noise, clip) {
+        (Some(noise), Some(clip)) => Some(DpConfig {
+            clip,
+            noise_multiplier: noise,
+            mode: match mode {
+                DpMode::Central => NoiseMode::Central,
+                DpMode::Distributed => NoiseMode::Distributed,
+            },
+            budget: PrivacyBudget::new(max_epsilon, delta)?,
+        }),
+        (None, None) => None,
+        _ => bail!("client-level DP needs both --dp-noise and --dp-clip"),
+    })
+}
+
+/// Site `i`'s trainer: Byzantine for the first `--byzantine` sites.
+fn site_trainer(
+    a: &SimulateArgs,
+    i: usize,
+    t: impl LocalTrainer + 'static,
+) -> Box<dyn LocalTrainer> {
+    if i < a.byzantine {
+        Box::new(Byzantine {
+            inner: Box::new(t),
+            scale: a.byzantine_scale,
+        })
+    } else {
+        Box::new(t)
+    }
+}
+
 /// Row indices of each site.
 fn partition(classes: &[String], sites: usize, how: Partition, seed: u64) -> Vec<Vec<usize>> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -267,15 +304,7 @@ fn mlp_plan(
             gather(&x_train, d, rows),
             rows.iter().map(|&r| y_train[r]).collect(),
         )?;
-        let t: Box<dyn LocalTrainer> = if i < a.byzantine {
-            Box::new(Byzantine {
-                inner: Box::new(trainer),
-                scale: a.byzantine_scale,
-            })
-        } else {
-            Box::new(trainer)
-        };
-        trainers.push((rows.len(), t));
+        trainers.push((rows.len(), site_trainer(a, i, trainer)));
     }
     let test_spec = spec.clone();
     let (xt, yt) = (x_test.clone(), y_test.clone());
@@ -326,15 +355,7 @@ fn ae_plan(
             gather(&x_train, d, &held),
             held.iter().map(|&r| attack_train[r]).collect(),
         )?;
-        let t: Box<dyn LocalTrainer> = if i < a.byzantine {
-            Box::new(Byzantine {
-                inner: Box::new(trainer),
-                scale: a.byzantine_scale,
-            })
-        } else {
-            Box::new(trainer)
-        };
-        trainers.push((benign.len(), t));
+        trainers.push((benign.len(), site_trainer(a, i, trainer)));
     }
     let test_spec = spec.clone();
     let (xt, yt) = (x_test.clone(), attack_test.clone());
@@ -449,38 +470,15 @@ async fn simulate(a: SimulateArgs) -> Result<()> {
     cfg.round_timeout = Duration::from_secs(a.round_timeout.max(1));
     cfg.evaluate = plan.site_evaluation;
     cfg.seed = a.seed;
-    cfg.dp = match (a.dp_noise, a.dp_clip) {
-        (Some(noise), Some(clip)) => Some(DpConfig {
-            clip,
-            noise_multiplier: noise,
-            mode: match a.dp_mode {
-                DpMode::Central => NoiseMode::Central,
-                DpMode::Distributed => NoiseMode::Distributed,
-            },
-            budget: PrivacyBudget::new(a.max_epsilon, a.delta)?,
-        }),
-        (None, None) => None,
-        _ => bail!("client-level DP needs both --dp-noise and --dp-clip"),
-    };
-    let (observer, recorder): (Arc<dyn fedics_federation::FlObserver>, _) = match &a.db {
-        Some(url) => {
-            let store = fedics_store::Store::open(url)
-                .await
-                .with_context(|| format!("opening the store {url}"))?;
-            let q = 1.0; // every site takes part in every round (fraction_fit = 1)
-            let (r, task) = crate::fl_record::StoreRecorder::start(
-                store,
-                crate::fl_record::RecorderConfig {
-                    federation_id: format!("fl-simulate-{}", fedics_server::auth::random_hex(4)),
-                    total_sites: a.sites as u32,
-                    local_epochs: a.local_epochs,
-                    dp: a.dp_noise.zip(a.dp_clip).map(|(n, c)| (n, c, q)),
-                },
-            );
-            (Arc::new(r), Some(task))
-        }
-        None => (Arc::new(NoopObserver), None),
-    };
+    cfg.dp = dp_config(a.dp_noise, a.dp_clip, a.max_epsilon, a.delta, a.dp_mode)?;
+    let (observer, recorder) = crate::fl_record::observer_for(
+        a.db.as_deref(),
+        "fl-simulate",
+        a.sites,
+        a.local_epochs,
+        a.dp_noise.zip(a.dp_clip),
+    )
+    .await?;
     let handle = Aggregator::start(cfg, plan.initial.clone(), observer)
         .await
         .context("starting the aggregator")?;

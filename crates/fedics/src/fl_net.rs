@@ -4,16 +4,13 @@
 //! initial weights. Sites read their own data file and never send rows, only updates.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use fedics_federation::{
-    Aggregator, AggregatorConfig, ClientTls, DpConfig, FlObserver, NoiseMode, NoopObserver,
-    ServerTls, SiteConfig, SiteKeys, run_site,
+    Aggregator, AggregatorConfig, ClientTls, ServerTls, SiteConfig, SiteKeys, run_site,
 };
-use fedics_fl::dp::PrivacyBudget;
 use fedics_fl::strategy::{RoundSettings, StrategyConfig};
 use fedics_ml::federated::MlpTrainer;
 use fedics_ml::{ComputeDevice, MlpModel};
@@ -174,19 +171,7 @@ pub async fn serve(a: ServeArgs) -> Result<()> {
     cfg.batch_size = a.batch_size;
     cfg.round_timeout = Duration::from_secs(a.round_timeout.max(1));
     cfg.seed = a.seed;
-    cfg.dp = match (a.dp_noise, a.dp_clip) {
-        (Some(noise), Some(clip)) => Some(DpConfig {
-            clip,
-            noise_multiplier: noise,
-            mode: match a.dp_mode {
-                DpMode::Central => NoiseMode::Central,
-                DpMode::Distributed => NoiseMode::Distributed,
-            },
-            budget: PrivacyBudget::new(a.max_epsilon, a.delta)?,
-        }),
-        (None, None) => None,
-        _ => bail!("client-level DP needs both --dp-noise and --dp-clip"),
-    };
+    cfg.dp = crate::fl::dp_config(a.dp_noise, a.dp_clip, a.max_epsilon, a.delta, a.dp_mode)?;
     cfg.tls = match (&a.tls_cert, &a.tls_key) {
         (Some(c), Some(k)) => Some(ServerTls {
             cert_pem: read_text(c, "the TLS certificate")?,
@@ -203,24 +188,14 @@ pub async fn serve(a: ServeArgs) -> Result<()> {
     if cfg.tls.is_none() && !a.listen.ip().is_loopback() {
         tracing::warn!(listen = %a.listen, "the aggregator listens without TLS on a non-loopback address: updates and keys travel in clear");
     }
-    let (observer, recorder): (Arc<dyn FlObserver>, _) = match &a.db {
-        Some(url) => {
-            let store = fedics_store::Store::open(url)
-                .await
-                .with_context(|| format!("opening the store {url}"))?;
-            let (r, task) = crate::fl_record::StoreRecorder::start(
-                store,
-                crate::fl_record::RecorderConfig {
-                    federation_id: format!("fl-serve-{}", fedics_server::auth::random_hex(4)),
-                    total_sites: n_sites as u32,
-                    local_epochs: a.local_epochs,
-                    dp: a.dp_noise.zip(a.dp_clip).map(|(n, c)| (n, c, 1.0)),
-                },
-            );
-            (Arc::new(r), Some(task))
-        }
-        None => (Arc::new(NoopObserver), None),
-    };
+    let (observer, recorder) = crate::fl_record::observer_for(
+        a.db.as_deref(),
+        "fl-serve",
+        n_sites,
+        a.local_epochs,
+        a.dp_noise.zip(a.dp_clip),
+    )
+    .await?;
     let handle = Aggregator::start(cfg, model.flat_params(), observer)
         .await
         .context("starting the aggregator")?;

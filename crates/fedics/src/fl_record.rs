@@ -221,3 +221,36 @@ async fn record_round(
     }
     Ok(())
 }
+
+/// The observer of a federation run from the command line: a [`StoreRecorder`] on the
+/// store `db` names (federation id `<prefix>-<random>`, every site in every round: q = 1),
+/// or one that ignores everything. The task finishes once the aggregator is gone and
+/// everything is written.
+pub async fn observer_for(
+    db: Option<&str>,
+    prefix: &str,
+    sites: usize,
+    local_epochs: u32,
+    dp: Option<(f64, f64)>,
+) -> anyhow::Result<(
+    std::sync::Arc<dyn FlObserver>,
+    Option<tokio::task::JoinHandle<()>>,
+)> {
+    use anyhow::Context;
+    let Some(url) = db else {
+        return Ok((std::sync::Arc::new(fedics_federation::NoopObserver), None));
+    };
+    let store = Store::open(url)
+        .await
+        .with_context(|| format!("opening the store {url}"))?;
+    let (r, task) = StoreRecorder::start(
+        store,
+        RecorderConfig {
+            federation_id: format!("{prefix}-{}", fedics_server::auth::random_hex(4)),
+            total_sites: u32::try_from(sites).unwrap_or(u32::MAX),
+            local_epochs,
+            dp: dp.map(|(noise, clip)| (noise, clip, 1.0)),
+        },
+    );
+    Ok((std::sync::Arc::new(r), Some(task)))
+}
