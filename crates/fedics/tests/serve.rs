@@ -84,6 +84,22 @@ impl Drop for Running {
     }
 }
 
+/// Starts `fedics demo ARGS` on `dir` and `addr`, with the tests' admin password.
+fn spawn_demo(dir: &std::path::Path, addr: SocketAddr, args: &[&str]) -> Child {
+    Command::new(BIN)
+        .arg("demo")
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--bind", &addr.to_string()])
+        .env("FEDICS_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("demo starts")
+}
+
 fn wait_healthy(addr: SocketAddr, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
@@ -263,9 +279,10 @@ fn serve_refuses_insecure_configurations() {
 fn demo_serves_the_api_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr();
-    let mut child = Command::new(BIN)
-        .args([
-            "demo",
+    let mut child = spawn_demo(
+        dir.path(),
+        addr,
+        &[
             "--no-neural",
             "--rate",
             "3000",
@@ -273,16 +290,8 @@ fn demo_serves_the_api_on_sqlite() {
             "90",
             "--sites",
             "2",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["--bind", &addr.to_string()])
-        .env("FEDICS_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("demo starts");
+        ],
+    );
     wait_healthy(addr, &mut child);
     let mut running = Running(child);
     check_api(addr);
@@ -396,9 +405,10 @@ fn openapi_command_prints_the_document() {
 fn demo_federates_its_facilities_records_the_rounds_and_deploys_the_model() {
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr();
-    let mut child = Command::new(BIN)
-        .args([
-            "demo",
+    let mut child = spawn_demo(
+        dir.path(),
+        addr,
+        &[
             "--rate",
             "300",
             "--duration",
@@ -411,16 +421,8 @@ fn demo_federates_its_facilities_records_the_rounds_and_deploys_the_model() {
             "4",
             "--fl-max-epsilon",
             "12",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["--bind", &addr.to_string()])
-        .env("FEDICS_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("demo starts");
+        ],
+    );
     let model = dir.path().join("models").join("mlp.model");
     // Training the models at the first start takes a while in a debug build.
     let deadline = Instant::now() + Duration::from_secs(300);
