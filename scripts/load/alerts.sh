@@ -6,6 +6,9 @@
 #
 #   scripts/load/alerts.sh [N=1000000] [DURATION=20s] [CONNECTIONS=32] [THREADS=2]
 #
+# ENGINES="postgres sqlite" (default) picks the engines; REUSE=1 skips seeding a store that
+# already holds N alerts from an earlier run.
+#
 # Needs: PostgreSQL on 127.0.0.1:5432 (database `test`), python3, wrk (apt-get install wrk).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -22,8 +25,8 @@ mkdir -p "$WORK"
 export FEDICS_JWT_SECRET=${FEDICS_JWT_SECRET:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}
 
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
-# The whole workspace at once: one feature resolution, shared with the release `fedics`.
-cargo build --quiet --release --workspace --bins --examples
+# The server alone: no pipeline, so the release build skips the ML stack.
+cargo build --quiet --release -p fedics-server --example api_server
 BIN=target/release/examples/api_server
 
 SERVER_PID=
@@ -49,9 +52,12 @@ run_wrk() { # $1 = engine name, $2 = store URL
   SERVER_PID=
 }
 
+PG_URL="$PG_BASE?options[search_path]=$SCHEMA"
+DB="$WORK/load.db"
+
+seed_postgres() {
 echo "== PostgreSQL: seeding $N alerts into schema $SCHEMA"
 psql -q -h 127.0.0.1 -U postgres -d test -c "SET client_min_messages = warning" -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" -c "CREATE SCHEMA $SCHEMA"
-PG_URL="$PG_BASE?options[search_path]=$SCHEMA"
 "$BIN" --db "$PG_URL" --migrate-only
 # In chunks of 20k rows, one transaction each: the counter triggers update a few dozen
 # counter rows, and one huge transaction would pile up row versions on them.
@@ -85,10 +91,10 @@ SQL
   echo "VACUUM ANALYZE alerts; VACUUM FULL ANALYZE alert_counters;"
 }
 time seed_sql | psql -q -h 127.0.0.1 -U postgres -d test -v ON_ERROR_STOP=1
-run_wrk postgres "$PG_URL"
+}
 
+seed_sqlite() {
 echo "== SQLite: seeding $N alerts"
-DB="$WORK/load.db"
 rm -f "$DB" "$DB-wal" "$DB-shm"
 "$BIN" --db "sqlite://$DB" --migrate-only
 time python3 - "$DB" "$N" <<'PY'
@@ -118,4 +124,25 @@ with c:
 c.execute("ANALYZE")
 c.close()
 PY
-run_wrk sqlite "sqlite://$DB"
+}
+
+# REUSE=1 keeps a store seeded by an earlier run when it holds exactly N alerts.
+pg_seeded() {
+  [ "$(psql -Atq -h 127.0.0.1 -U postgres -d test \
+      -c "SELECT count(*) FROM $SCHEMA.alerts" 2>/dev/null)" = "$N" ]
+}
+sqlite_seeded() {
+  [ -f "$DB" ] && [ "$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM alerts").fetchone()[0])' "$DB" 2>/dev/null)" = "$N" ]
+}
+
+for engine in ${ENGINES:-postgres sqlite}; do
+  case $engine in
+    postgres)
+      { [ "${REUSE:-0}" = 1 ] && pg_seeded; } || seed_postgres
+      run_wrk postgres "$PG_URL" ;;
+    sqlite)
+      { [ "${REUSE:-0}" = 1 ] && sqlite_seeded; } || seed_sqlite
+      run_wrk sqlite "sqlite://$DB" ;;
+    *) echo "unknown engine $engine (postgres or sqlite)" >&2; exit 2 ;;
+  esac
+done

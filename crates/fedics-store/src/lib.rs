@@ -252,8 +252,16 @@ impl Store {
     }
 
     async fn open_postgres(url: &str) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url)
+        let mut options = PgConnectOptions::from_str(url)
             .map_err(StoreError::sqlx("open: parse database url"))?;
+        // Every statement is prepared once per connection (sqlx's cache) and is an indexed
+        // lookup whose best plan does not depend on its parameters; with the default
+        // `auto` mode PostgreSQL keeps planning the alert page (LIMIT/OFFSET parameters)
+        // afresh on every execution, which was half its CPU per request. A URL that sets
+        // `plan_cache_mode` itself keeps its value.
+        if !url.contains("plan_cache_mode") {
+            options = options.options([("plan_cache_mode", "force_generic_plan")]);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(PG_MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(10))

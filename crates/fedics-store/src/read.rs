@@ -44,6 +44,14 @@ struct RawAlert {
     model_versions: String,
 }
 
+/// A row of [`AlertPageSql::page_sql`].
+#[derive(FromRow)]
+struct PagedAlert {
+    total: i64,
+    #[sqlx(flatten)]
+    alert: RawAlert,
+}
+
 #[derive(FromRow)]
 struct RawSource {
     id: String,
@@ -145,6 +153,43 @@ impl RawAlert {
     }
 }
 
+/// The statements of an alert page: the total (from `alert_counters` when the filter
+/// allows), and the page itself with the total as its first column (`total`, then
+/// [`ALERT_COLUMNS`]), whose last two parameters are LIMIT and OFFSET (bound after
+/// `args`).
+struct AlertPageSql {
+    count_sql: String,
+    page_sql: String,
+    args: Vec<Arg>,
+    page: u32,
+    limit: u32,
+}
+
+fn alert_page_sql(q: &AlertQuery) -> Result<AlertPageSql, StoreError> {
+    let (filter, args, counted) = alert_filter(q)?;
+    let count_sql = if counted {
+        format!("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM alert_counters{filter}")
+    } else {
+        format!("SELECT COUNT(*) FROM alerts{filter}")
+    };
+    let n = args.len();
+    // The total rides along on every row (an uncorrelated subquery, computed once): one
+    // round trip for the page unless it is empty.
+    let page_sql = format!(
+        "SELECT ({count_sql}) AS total, {ALERT_COLUMNS} FROM alerts{filter} \
+         ORDER BY last_seen DESC, id LIMIT ${} OFFSET ${}",
+        n + 1,
+        n + 2
+    );
+    Ok(AlertPageSql {
+        count_sql,
+        page_sql,
+        args,
+        page: q.effective_page(),
+        limit: q.effective_limit(),
+    })
+}
+
 fn pages(total: u64, limit: u32) -> u32 {
     u32::try_from(total.div_ceil(u64::from(limit))).unwrap_or(u32::MAX)
 }
@@ -185,16 +230,23 @@ struct AlertPageJson<'a> {
 }
 
 /// A stored id, checked to be a UUID in the form `Uuid`'s `Display` writes (hyphenated,
-/// lower case), so that copying it out gives what serializing a `Uuid` would.
+/// lower case), so that copying it out gives what serializing a `Uuid` would. Checked by
+/// shape: every string of that shape is a UUID, and only that form is canonical.
 fn uuid_text<'a>(
     op: &'static str,
     column: &'static str,
     s: &'a str,
 ) -> Result<&'a str, StoreError> {
-    let u = uuid(op, column, s)?;
-    if u.hyphenated().encode_lower(&mut Uuid::encode_buffer()) == s {
+    let canonical = s.len() == 36
+        && s.bytes().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == b'-',
+            _ => matches!(c, b'0'..=b'9' | b'a'..=b'f'),
+        });
+    if canonical {
         Ok(s)
     } else {
+        // Say why: not a UUID at all, or one in another form.
+        uuid(op, column, s)?;
         Err(StoreError::decode(
             op,
             column,
@@ -203,15 +255,29 @@ fn uuid_text<'a>(
     }
 }
 
-/// A stored time, checked to be in the wire format (`fedics_core::time`), which is what
-/// serializing the parsed time would write.
+/// A stored time, checked to be in the stored format (`crate::time`: 27 characters,
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ`), which is what serializing the parsed time writes
+/// (`fedics_core::time` writes six zero-padded fraction digits for microsecond times).
 fn time_text<'a>(
     op: &'static str,
     column: &'static str,
     s: &'a str,
 ) -> Result<&'a str, StoreError> {
-    let t = time::parse(op, column, s)?;
-    if fedics_core::time::format(&t) == s {
+    let b = s.as_bytes();
+    let shaped = b.len() == time::TS_LEN
+        && b.iter().enumerate().all(|(i, &c)| match i {
+            4 | 7 => c == b'-',
+            10 => c == b'T',
+            13 | 16 => c == b':',
+            19 => c == b'.',
+            26 => c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
+        // A leap second would be written back as :59 with a fraction over one second.
+        && b[17] < b'6';
+    // The shape has fixed-width digits everywhere; parsing checks the calendar.
+    time::parse(op, column, s)?;
+    if shaped {
         Ok(s)
     } else {
         Err(StoreError::decode(
@@ -222,10 +288,12 @@ fn time_text<'a>(
     }
 }
 
-/// A stored address, checked to be in the form `IpAddr`'s `Display` writes.
+/// A stored address, checked to be in the form `IpAddr`'s `Display` writes. An IPv4
+/// address that parses is in that form (the parser takes only four decimal octets without
+/// leading zeros); an IPv6 address is written back and compared.
 fn ip_text<'a>(op: &'static str, column: &'static str, s: &'a str) -> Result<&'a str, StoreError> {
     let ip: std::net::IpAddr = s.parse().map_err(|e| StoreError::decode(op, column, e))?;
-    if ip.to_string() == s {
+    if ip.is_ipv4() || ip.to_string() == s {
         Ok(s)
     } else {
         Err(StoreError::decode(
@@ -236,57 +304,101 @@ fn ip_text<'a>(op: &'static str, column: &'static str, s: &'a str) -> Result<&'a
     }
 }
 
+/// Column `i` of a row as borrowed text.
+fn text_at<'r, R>(
+    op: &'static str,
+    column: &'static str,
+    row: &'r R,
+    i: usize,
+) -> Result<&'r str, StoreError>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    &'r str: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    // Unchecked: the column's declared type (TEXT, from the migrations) is not compared
+    // with `&str` on every cell — that comparison was a tenth of the API's time on the
+    // alert page. Decoding still checks the value: NULL and invalid UTF-8 are errors.
+    row.try_get_unchecked(i)
+        .map_err(|e| StoreError::decode(op, column, e))
+}
+
+/// A row of [`AlertPageSql::page_sql`] (`total`, then [`ALERT_COLUMNS`] in that order), as
+/// [`AlertJson`] borrowing the row's text: no per-column allocation, columns found by
+/// position.
+fn alert_json<'r, R>(op: &'static str, row: &'r R) -> Result<AlertJson<'r>, StoreError>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    &'r str: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    f64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let text = |i: usize, column: &'static str| text_at(op, column, row, i);
+    let severity = text(4, "alerts.severity")?;
+    parse_severity(op, severity)?;
+    let status = text(7, "alerts.status")?;
+    parse_status(op, status)?;
+    // The JSON columns must also have the shape the typed row has.
+    let tactic_ids = raw_json(op, "alerts.tactic_ids", text(15, "alerts.tactic_ids")?)?;
+    if !tactic_ids.get().starts_with('[') {
+        return Err(StoreError::decode(
+            op,
+            "alerts.tactic_ids",
+            "not a JSON array",
+        ));
+    }
+    let model_versions = raw_json(
+        op,
+        "alerts.model_versions",
+        text(19, "alerts.model_versions")?,
+    )?;
+    if !model_versions.get().starts_with('{') {
+        return Err(StoreError::decode(
+            op,
+            "alerts.model_versions",
+            "not a JSON object",
+        ));
+    }
+    Ok(AlertJson {
+        id: uuid_text(op, "alerts.id", text(1, "alerts.id")?)?,
+        timestamp: time_text(op, "alerts.timestamp", text(2, "alerts.timestamp")?)?,
+        facility_id: text(3, "alerts.facility_id")?,
+        severity,
+        title: text(5, "alerts.title")?,
+        description: text(6, "alerts.description")?,
+        status,
+        attack_type: text(8, "alerts.attack_type")?,
+        attack_name: text(9, "alerts.attack_name")?,
+        correlation_confidence: row
+            .try_get(10)
+            .map_err(|e| StoreError::decode(op, "alerts.correlation_confidence", e))?,
+        correlation_summary: text(11, "alerts.correlation_summary")?,
+        context_analysis: raw_json(
+            op,
+            "alerts.context_analysis",
+            text(12, "alerts.context_analysis")?,
+        )?,
+        first_seen: time_text(op, "alerts.first_seen", text(13, "alerts.first_seen")?)?,
+        last_seen: time_text(op, "alerts.last_seen", text(14, "alerts.last_seen")?)?,
+        tactic_ids,
+        src_ip: ip_text(op, "alerts.src_ip", text(16, "alerts.src_ip")?)?,
+        dst_ip: ip_text(op, "alerts.dst_ip", text(17, "alerts.dst_ip")?)?,
+        flow_count: count(
+            op,
+            row.try_get(18)
+                .map_err(|e| StoreError::decode(op, "alerts.flow_count", e))?,
+        )?,
+        model_versions,
+    })
+}
+
 fn raw_json<'a>(
     op: &'static str,
     column: &'static str,
     s: &'a str,
 ) -> Result<&'a serde_json::value::RawValue, StoreError> {
     serde_json::from_str(s).map_err(|e| StoreError::decode(op, column, e))
-}
-
-impl RawAlert {
-    fn as_json(&self, op: &'static str) -> Result<AlertJson<'_>, StoreError> {
-        parse_severity(op, &self.severity)?;
-        parse_status(op, &self.status)?;
-        // The JSON columns must also have the shape the typed row has.
-        let tactic_ids = raw_json(op, "alerts.tactic_ids", &self.tactic_ids)?;
-        if !tactic_ids.get().starts_with('[') {
-            return Err(StoreError::decode(
-                op,
-                "alerts.tactic_ids",
-                "not a JSON array",
-            ));
-        }
-        let model_versions = raw_json(op, "alerts.model_versions", &self.model_versions)?;
-        if !model_versions.get().starts_with('{') {
-            return Err(StoreError::decode(
-                op,
-                "alerts.model_versions",
-                "not a JSON object",
-            ));
-        }
-        Ok(AlertJson {
-            id: uuid_text(op, "alerts.id", &self.id)?,
-            timestamp: time_text(op, "alerts.timestamp", &self.timestamp)?,
-            facility_id: &self.facility_id,
-            severity: &self.severity,
-            title: &self.title,
-            description: &self.description,
-            status: &self.status,
-            attack_type: &self.attack_type,
-            attack_name: &self.attack_name,
-            correlation_confidence: self.correlation_confidence,
-            correlation_summary: &self.correlation_summary,
-            context_analysis: raw_json(op, "alerts.context_analysis", &self.context_analysis)?,
-            first_seen: time_text(op, "alerts.first_seen", &self.first_seen)?,
-            last_seen: time_text(op, "alerts.last_seen", &self.last_seen)?,
-            tactic_ids,
-            src_ip: ip_text(op, "alerts.src_ip", &self.src_ip)?,
-            dst_ip: ip_text(op, "alerts.dst_ip", &self.dst_ip)?,
-            flow_count: count(op, self.flow_count)?,
-            model_versions,
-        })
-    }
 }
 
 impl RawSource {
@@ -536,21 +648,52 @@ impl Store {
     /// [`StoreError::Decode`] naming its column.
     pub async fn list_alerts_json(&self, q: &AlertQuery) -> Result<Vec<u8>, StoreError> {
         const OP: &str = "list_alerts";
-        let (total, rows, page, limit) = self.alert_page_rows(q).await?;
-        let alerts = rows
-            .iter()
-            .map(|r| r.as_json(OP))
-            .collect::<Result<Vec<_>, _>>()?;
-        let body = AlertPageJson {
-            alerts,
-            total,
+        let AlertPageSql {
+            count_sql,
+            page_sql,
+            mut args,
             page,
-            pages: pages(total, limit),
             limit,
-        };
-        let mut out = Vec::with_capacity(256 + rows.len() * 700);
-        serde_json::to_writer(&mut out, &body).map_err(|e| StoreError::decode(OP, "alerts", e))?;
-        Ok(out)
+        } = alert_page_sql(q)?;
+        on_engine!(self, |DB, pool, _w, _b| {
+            let filter_args = args.len();
+            args.push(Arg::Int(i64::from(limit)));
+            args.push(Arg::Int(i64::from(page - 1) * i64::from(limit)));
+            let rows = bind_args!(sqlx::query::<DB>(AssertSqlSafe(page_sql)), &args)
+                .fetch_all(pool)
+                .await
+                .map_err(StoreError::sqlx("list_alerts: page"))?;
+            let total = match rows.first() {
+                Some(r) => sqlx::Row::try_get::<i64, usize>(r, 0)
+                    .map_err(|e| StoreError::decode(OP, "total", e))?,
+                // Past the last page (or no alerts): count on its own.
+                None => {
+                    args.truncate(filter_args);
+                    bind_args!(
+                        sqlx::query_scalar::<DB, i64>(AssertSqlSafe(count_sql)),
+                        &args
+                    )
+                    .fetch_one(pool)
+                    .await
+                    .map_err(StoreError::sqlx("list_alerts: count"))?
+                }
+            };
+            let total = count(OP, total)?;
+            let body = AlertPageJson {
+                alerts: rows
+                    .iter()
+                    .map(|r| alert_json(OP, r))
+                    .collect::<Result<Vec<_>, _>>()?,
+                total,
+                page,
+                pages: pages(total, limit),
+                limit,
+            };
+            let mut out = Vec::with_capacity(256 + rows.len() * 700);
+            serde_json::to_writer(&mut out, &body)
+                .map_err(|e| StoreError::decode(OP, "alerts", e))?;
+            Ok(out)
+        })
     }
 
     /// Total, raw rows, page and limit of an alert query.
@@ -559,40 +702,38 @@ impl Store {
         q: &AlertQuery,
     ) -> Result<(u64, Vec<RawAlert>, u32, u32), StoreError> {
         const OP: &str = "list_alerts";
-        let (filter, mut args, counted) = alert_filter(q)?;
-        let page = q.effective_page();
-        let limit = q.effective_limit();
-
-        let count_sql = if counted {
-            format!("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM alert_counters{filter}")
-        } else {
-            format!("SELECT COUNT(*) FROM alerts{filter}")
-        };
-        let n = args.len();
-        let page_sql = format!(
-            "SELECT {ALERT_COLUMNS} FROM alerts{filter} ORDER BY last_seen DESC, id \
-             LIMIT ${} OFFSET ${}",
-            n + 1,
-            n + 2
-        );
+        let AlertPageSql {
+            count_sql,
+            page_sql,
+            mut args,
+            page,
+            limit,
+        } = alert_page_sql(q)?;
         let (total, rows): (i64, Vec<RawAlert>) = on_engine!(self, |DB, pool, _w, _b| {
-            let total = bind_args!(
-                sqlx::query_scalar::<DB, i64>(AssertSqlSafe(count_sql)),
-                &args
-            )
-            .fetch_one(pool)
-            .await
-            .map_err(StoreError::sqlx("list_alerts: count"))?;
+            let filter_args = args.len();
             args.push(Arg::Int(i64::from(limit)));
             args.push(Arg::Int(i64::from(page - 1) * i64::from(limit)));
             let rows = bind_args!(
-                sqlx::query_as::<DB, RawAlert>(AssertSqlSafe(page_sql)),
+                sqlx::query_as::<DB, PagedAlert>(AssertSqlSafe(page_sql)),
                 &args
             )
             .fetch_all(pool)
             .await
             .map_err(StoreError::sqlx("list_alerts: page"))?;
-            (total, rows)
+            let total = match rows.first() {
+                Some(r) => r.total,
+                None => {
+                    args.truncate(filter_args);
+                    bind_args!(
+                        sqlx::query_scalar::<DB, i64>(AssertSqlSafe(count_sql)),
+                        &args
+                    )
+                    .fetch_one(pool)
+                    .await
+                    .map_err(StoreError::sqlx("list_alerts: count"))?
+                }
+            };
+            (total, rows.into_iter().map(|r| r.alert).collect())
         });
         Ok((count(OP, total)?, rows, page, limit))
     }
@@ -935,5 +1076,83 @@ impl Store {
                 },
             )
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ip_text, time_text, uuid_text};
+    use crate::StoreError;
+
+    fn decode_message(r: Result<&str, StoreError>) -> String {
+        match r {
+            Err(StoreError::Decode { message, .. }) => message,
+            other => panic!("expected a decode error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn stored_ids_must_be_canonical_uuids() {
+        let id = uuid::Uuid::new_v4().to_string();
+        assert_eq!(uuid_text("t", "c", &id).unwrap(), id);
+        assert!(decode_message(uuid_text("t", "c", &id.to_uppercase())).contains("canonical"));
+        assert!(decode_message(uuid_text("t", "c", &id.replace('-', ""))).contains("canonical"));
+        assert!(!decode_message(uuid_text("t", "c", "not-a-uuid")).contains("canonical"));
+        assert!(!decode_message(uuid_text("t", "c", &format!("{}g", &id[..35]))).is_empty());
+    }
+
+    #[test]
+    fn stored_times_must_be_in_the_stored_format() {
+        let t = "2026-01-01T12:34:56.123456Z";
+        assert_eq!(time_text("t", "c", t).unwrap(), t);
+        // What serializing the parsed time writes is the same text.
+        let parsed = fedics_core::time::parse(t).unwrap();
+        assert_eq!(fedics_core::time::format(&parsed), t);
+        for other in [
+            "2026-01-01T12:34:56Z",
+            "2026-01-01T12:34:56.123Z",
+            "2026-01-01T12:34:56.123456789Z",
+            "2026-01-01T12:34:56.123456+00:00",
+        ] {
+            assert!(
+                decode_message(time_text("t", "c", other)).contains("format"),
+                "{other}"
+            );
+        }
+        for invalid in [
+            "2026-01-01 12:34:56.123456Z",
+            "2026-13-01T12:34:56.123456Z",
+            "2026-02-30T12:34:56.123456Z",
+            "2026-01-01T12:34:60.123456Z",
+            "",
+        ] {
+            assert!(time_text("t", "c", invalid).is_err(), "{invalid}");
+        }
+    }
+
+    #[test]
+    fn stored_addresses_must_be_canonical() {
+        for ok in [
+            "10.0.0.1",
+            "255.255.255.255",
+            "0.0.0.0",
+            "2001:db8::1",
+            "::ffff:1.2.3.4",
+        ] {
+            assert_eq!(ip_text("t", "c", ok).unwrap(), ok);
+            // The shortcut for IPv4 relies on the parser taking only the canonical form.
+            let ip: std::net::IpAddr = ok.parse().unwrap();
+            assert_eq!(ip.to_string(), ok);
+        }
+        for bad in [
+            "010.0.0.1",
+            "10.0.0",
+            "10.0.0.1 ",
+            "0x0a.0.0.1",
+            "2001:DB8::1",
+            "2001:db8:0::1",
+        ] {
+            assert!(ip_text("t", "c", bad).is_err(), "{bad}");
+        }
     }
 }

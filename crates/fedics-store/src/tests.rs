@@ -2158,7 +2158,80 @@ on_both_engines!(
     techniques_seen_groups_alerts_by_technique_and_facility,
     concurrent_writers_keep_counters_exact,
     retention_deletes_old_raw_records_and_keeps_alerts,
+    corrupt_stored_alert_fails_the_page_naming_its_column,
 );
+
+/// A stored alert whose text is not what the store writes (edited by hand, or by another
+/// tool) fails the pre-serialized page with a decode error naming the column, instead of
+/// copying it out as if it were valid; the typed page still reads what parses.
+async fn corrupt_stored_alert_fails_the_page_naming_its_column(engine: Engine) {
+    let db = fresh(engine).await;
+    db.store.apply(&sample_batch()).await.unwrap();
+    let q = AlertQuery::default();
+    let good = db.store.list_alerts_json(&q).await.unwrap();
+    let id = uid(&["inc-2"]).to_string();
+    let cases: &[(&str, &str, &str)] = &[
+        ("src_ip", "'010.0.0.1'", "alerts.src_ip"),
+        ("dst_ip", "'2001:DB8::1'", "alerts.dst_ip"),
+        (
+            "timestamp",
+            "'2024-05-01 12:00:00.000000Z'",
+            "alerts.timestamp",
+        ),
+        (
+            "last_seen",
+            "'2024-05-01T12:00:60.000000Z'",
+            "alerts.last_seen",
+        ),
+        (
+            "first_seen",
+            "'2024-13-01T12:00:00.000000Z'",
+            "alerts.first_seen",
+        ),
+        ("tactic_ids", "'{}'", "alerts.tactic_ids"),
+        ("context_analysis", "'{\"a\": '", "alerts.context_analysis"),
+    ];
+    for &(column, value, named) in cases {
+        let set = format!("UPDATE alerts SET {column} = {value} WHERE id = $1");
+        // Every column here is text: keep the original to put back.
+        let before: String = on_engine!(db.store, |DB, pool, _w, _b| {
+            sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT {column} FROM alerts WHERE id = $1"
+            )))
+            .bind(&id)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+        });
+        on_engine!(db.store, |DB, _pool, writer, _b| {
+            sqlx::query(AssertSqlSafe(set.clone()))
+                .bind(&id)
+                .execute(writer)
+                .await
+                .unwrap();
+        });
+        let err = db.store.list_alerts_json(&q).await.unwrap_err();
+        match &err {
+            StoreError::Decode { column: c, .. } => assert_eq!(*c, named, "{column}: {err}"),
+            other => panic!("{column}: expected a decode error, got {other}"),
+        }
+        on_engine!(db.store, |DB, _pool, writer, _b| {
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE alerts SET {column} = $1 WHERE id = $2"
+            )))
+            .bind(&before)
+            .bind(&id)
+            .execute(writer)
+            .await
+            .unwrap();
+        });
+        assert_eq!(
+            db.store.list_alerts_json(&q).await.unwrap(),
+            good,
+            "{column}"
+        );
+    }
+}
 
 async fn retention_deletes_old_raw_records_and_keeps_alerts(engine: Engine) {
     let db = fresh(engine).await;
