@@ -134,7 +134,7 @@ pub fn flatten<M: Module>(net: &M) -> Vec<f32> {
 }
 
 /// The shapes of the network's parameter tensors, in the flat layout's order.
-pub fn param_shapes(net: &MlpNet) -> Vec<Vec<usize>> {
+pub fn param_shapes<M: Module>(net: &M) -> Vec<Vec<usize>> {
     let mut v = Shapes { shapes: Vec::new() };
     net.visit(&mut v);
     v.shapes

@@ -127,41 +127,7 @@ impl AeSpec {
         is_attack: &[bool],
         threshold: f64,
     ) -> Result<(u64, Metrics)> {
-        let scores = self.scores(params, rows)?;
-        if scores.len() != is_attack.len() {
-            return Err(MlError::Data(format!(
-                "{} labels for {} rows",
-                is_attack.len(),
-                scores.len()
-            )));
-        }
-        let n = scores.len();
-        let mut m = Metrics::new();
-        let benign: Vec<f64> = scores
-            .iter()
-            .zip(is_attack)
-            .filter(|(_, a)| !**a)
-            .map(|(s, _)| f64::from(*s))
-            .collect();
-        if !benign.is_empty() {
-            m.insert(
-                "loss".into(),
-                benign.iter().sum::<f64>() / benign.len() as f64,
-            );
-        }
-        let correct = scores
-            .iter()
-            .zip(is_attack)
-            .filter(|(s, a)| (f64::from(**s) > threshold) == **a)
-            .count();
-        m.insert("binary_accuracy".into(), correct as f64 / n.max(1) as f64);
-        if is_attack.iter().any(|a| *a) && is_attack.iter().any(|a| !*a) {
-            let auc = fedics_tabular::metrics::roc_auc(&scores, is_attack)
-                .map_err(|e| MlError::Data(e.to_string()))?;
-            m.insert("roc_auc".into(), auc);
-        }
-        m.insert("threshold".into(), threshold);
-        Ok((n as u64, m))
+        score_metrics(&self.scores(params, rows)?, is_attack, threshold)
     }
 
     /// The threshold a site with benign `rows` calibrates for `params`.
@@ -173,6 +139,64 @@ impl AeSpec {
         let s = self.scores(params, rows)?;
         Ok(train::quantile(&s, self.threshold_quantile))
     }
+}
+
+/// Metrics of anomaly `scores` (higher: more anomalous) against labels at `threshold`:
+/// `loss` (mean score of the benign rows), `binary_accuracy` (attack ⇔ score above the
+/// threshold), `roc_auc` (when both classes are present) and `threshold`. Shared by the
+/// federated autoencoders.
+///
+/// # Errors
+///
+/// A label count mismatch.
+pub(crate) fn score_metrics(
+    scores: &[f32],
+    is_attack: &[bool],
+    threshold: f64,
+) -> Result<(u64, Metrics)> {
+    if scores.len() != is_attack.len() {
+        return Err(MlError::Data(format!(
+            "{} labels for {} rows",
+            is_attack.len(),
+            scores.len()
+        )));
+    }
+    let n = scores.len();
+    let mut m = Metrics::new();
+    let benign: Vec<f64> = scores
+        .iter()
+        .zip(is_attack)
+        .filter(|(_, a)| !**a)
+        .map(|(s, _)| f64::from(*s))
+        .collect();
+    if !benign.is_empty() {
+        m.insert(
+            "loss".into(),
+            benign.iter().sum::<f64>() / benign.len() as f64,
+        );
+    }
+    let correct = scores
+        .iter()
+        .zip(is_attack)
+        .filter(|(s, a)| (f64::from(**s) > threshold) == **a)
+        .count();
+    m.insert("binary_accuracy".into(), correct as f64 / n.max(1) as f64);
+    if is_attack.iter().any(|a| *a) && is_attack.iter().any(|a| !*a) {
+        let auc = fedics_tabular::metrics::roc_auc(scores, is_attack)
+            .map_err(|e| MlError::Data(e.to_string()))?;
+        m.insert("roc_auc".into(), auc);
+    }
+    m.insert("threshold".into(), threshold);
+    Ok((n as u64, m))
+}
+
+/// The FedProx term μ/2·‖w − w_global‖² of `net`'s parameters (differentiable), with
+/// `global` the flat global parameters in the same layout.
+pub(crate) fn proximal_term<M: Module>(net: &M, global: &Tensor<1>, mu: f64) -> Tensor<1> {
+    let mut c = FlatParams { all: Vec::new() };
+    net.visit(&mut c);
+    let w = Tensor::cat(c.all, 0);
+    (w - global.clone()).square().sum().mul_scalar(mu / 2.0)
 }
 
 /// A site's autoencoder: its benign training rows, and optionally labelled held-out rows.
@@ -262,10 +286,7 @@ impl AeTrainer {
                 }
                 let mut loss = mse;
                 if let Some(g) = &global_t {
-                    let mut c = FlatParams { all: Vec::new() };
-                    net.visit(&mut c);
-                    let w = Tensor::cat(c.all, 0);
-                    loss = loss + (w - g.clone()).square().sum().mul_scalar(mu / 2.0);
+                    loss = loss + proximal_term(&net, g, mu);
                 }
                 let grads = GradientsParams::from_grads(loss.backward(), &net);
                 net = optim.step(lr, net, grads);

@@ -25,6 +25,7 @@ pub mod dense_ae;
 pub mod detectors;
 pub mod federated;
 pub mod federated_ae;
+pub mod federated_lstm;
 pub mod flow_models;
 pub mod lstm_ae;
 pub mod mlp;
