@@ -116,6 +116,10 @@ enum DpCommand {
         /// Print JSON (the only format; accepted for symmetry with the other commands).
         #[arg(long)]
         json: bool,
+        /// Also compute ε with the privacy-loss-distribution accountant (tighter than RDP,
+        /// as dp-accounting's PLDAccountant; grid width 1e-4): adds `pld_epsilon`.
+        #[arg(long)]
+        pld: bool,
     },
 }
 
@@ -215,9 +219,21 @@ fn main() -> Result<()> {
                         steps,
                         delta,
                         json: _,
+                        pld,
                     },
             } => {
-                let v = fedics_fl::dp::epsilon_json(sampling_rate, noise_multiplier, steps, delta)?;
+                let mut v =
+                    fedics_fl::dp::epsilon_json(sampling_rate, noise_multiplier, steps, delta)?;
+                if pld {
+                    let e = fedics_fl::dp::pld_epsilon(
+                        sampling_rate,
+                        noise_multiplier,
+                        steps,
+                        delta,
+                        fedics_fl::dp::PldOptions::default(),
+                    )?;
+                    v["pld_epsilon"] = serde_json::json!(e.is_finite().then_some(e));
+                }
                 outln!("{v}");
                 Ok(())
             }

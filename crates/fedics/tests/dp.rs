@@ -56,3 +56,33 @@ fn refuses_invalid_parameters_naming_them() {
             .contains("delta")
     );
 }
+
+#[test]
+fn pld_flag_adds_the_tighter_pld_epsilon() {
+    // dp-accounting PLD figure for the same parameters (add-or-remove-one): 2.5944.
+    let out = Command::new(BIN)
+        .args([
+            "dp",
+            "epsilon",
+            "--sampling-rate",
+            "1.0",
+            "--noise-multiplier",
+            "5.0",
+        ])
+        .args(["--steps", "10", "--delta", "1e-5", "--json", "--pld"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pld = v["pld_epsilon"].as_f64().unwrap();
+    assert!((pld - 2.5944).abs() / 2.5944 < 2e-3, "{pld}");
+    assert!(pld < v["epsilon"].as_f64().unwrap());
+    // Without the flag the output is the RDP accountant's alone.
+    let plain = epsilon("1.0", "5.0", "10", "1e-5");
+    let v: serde_json::Value = serde_json::from_slice(&plain.stdout).unwrap();
+    assert!(v.get("pld_epsilon").is_none());
+}

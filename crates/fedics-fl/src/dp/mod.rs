@@ -13,11 +13,15 @@
 //! 5. a [`Ledger`] refuses, before it is run, a round that would take ε past the
 //!    [`PrivacyBudget`].
 //!
+//! [`pld_epsilon`] is the second, tighter accountant (privacy loss distributions, as
+//! `dp-accounting`'s `PLDAccountant`), for reporting; budgets are enforced with RDP.
+//!
 //! The clipping bound can follow a quantile of the update norms ([`AdaptiveClipping`],
 //! Andrew et al. 2021).
 
 mod budget;
 mod mechanism;
+mod pld;
 mod rdp;
 mod special;
 
@@ -26,6 +30,7 @@ pub use mechanism::{
     AdaptiveClipping, GaussianNoise, adaptive_update_noise_multiplier, add_gaussian_noise, clip_l2,
     l2_norm, secure_rng,
 };
+pub use pld::{PldOptions, pld_epsilon};
 pub use rdp::{
     DeltaAt, EpsilonAt, MAX_ORDER, MAX_SERIES_TERMS, RdpAccountant, default_orders, epsilon,
     epsilon_json, rdp_poisson_gaussian,
