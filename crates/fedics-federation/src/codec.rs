@@ -1,5 +1,6 @@
-//! Parameter encoding on the wire: little-endian `f32` bytes, split into chunks, with the
-//! SHA-256 of the whole that the receiver verifies after reassembly.
+//! Payloads on the wire: parameters as little-endian `f32` bytes (or a tree model's own
+//! encoding, carried as is), split into chunks, with the SHA-256 of the whole that the
+//! receiver verifies after reassembly.
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -124,6 +125,14 @@ impl Reassembler {
 
     /// Verifies length and checksum and decodes the parameters.
     pub fn finish(self) -> Result<Vec<f32>, ReassemblyError> {
+        let expected = self.expected;
+        let bytes = self.finish_bytes()?;
+        decode_params(&bytes).ok_or(ReassemblyError::NotF32(expected))
+    }
+
+    /// Verifies length and checksum and returns the bytes (payloads that are not parameter
+    /// vectors, such as encoded trees).
+    pub fn finish_bytes(self) -> Result<Vec<u8>, ReassemblyError> {
         if !self.is_complete() {
             return Err(ReassemblyError::Incomplete {
                 received: self.buf.len() as u64,
@@ -133,7 +142,7 @@ impl Reassembler {
         if sha256(&self.buf) != self.sha256 {
             return Err(ReassemblyError::Checksum);
         }
-        decode_params(&self.buf).ok_or(ReassemblyError::NotF32(self.expected))
+        Ok(self.buf)
     }
 }
 
