@@ -778,6 +778,14 @@ impl Site {
                 self.summary.rejected_updates += 1;
                 Ok(None)
             }
+            Code::InvalidArgument => {
+                // The aggregator refused what we sent (e.g. a tree contribution that failed
+                // its validation) and recorded why; the connection is fine, a reconnect
+                // would not change the verdict.
+                tracing::error!(round, "update rejected: {}", status.message());
+                self.summary.rejected_updates += 1;
+                Ok(None)
+            }
             Code::Unauthenticated | Code::PermissionDenied => Err(Fatal::Refused(status)),
             _ => Ok(Some(Ended::Lost(format!("submit: {status}")))),
         }
