@@ -439,10 +439,18 @@ fn simulate_slice(train: usize, test: usize, extra: &[&str]) -> std::process::Ou
 #[test]
 fn three_sites_federate_the_isolation_forest_by_merging_trees() {
     let common = ["--sites", "3", "--model", "iforest", "--trees", "60"];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(fedics_store::testing::TestDb::new(
+        fedics_store::Engine::Sqlite,
+    ));
     let out = simulate_slice(
         8000,
         4000,
-        &[&common[..], &["--rounds", "3", "--compare-central"]].concat(),
+        &[
+            &common[..],
+            &["--rounds", "3", "--compare-central", "--db", db.url()],
+        ]
+        .concat(),
     );
     assert!(
         out.status.success(),
@@ -482,6 +490,21 @@ fn three_sites_federate_the_isolation_forest_by_merging_trees() {
         (fed - central).abs() < 0.05,
         "federated {fed} vs central {central}"
     );
+    // The rounds and every site's contribution are recorded as for the other models.
+    rt.block_on(async {
+        let store = db.open().await;
+        let (recorded, total) = store.list_fl_rounds(10, 0).await.unwrap();
+        assert_eq!(total, 3);
+        assert!(
+            recorded
+                .iter()
+                .all(|r| r.status == fedics_store::RoundStatus::Completed && r.progress == 100)
+        );
+        for r in &recorded {
+            assert_eq!(store.fl_round_clients(r.id).await.unwrap().len(), 3);
+        }
+        store.close().await;
+    });
 
     // What acts on parameter vectors is refused, with a reason.
     for (extra, why) in [
