@@ -166,6 +166,68 @@ mod tests {
     }
 
     #[test]
+    fn tree_payloads_reassemble_as_bytes_of_any_length() {
+        // Encoded trees are not a whole number of f32: they come back as bytes, intact.
+        let trees = Bytes::from((0u8..=250).collect::<Vec<u8>>());
+        let mut r = Reassembler::new(trees.len() as u64, sha256(&trees), 64);
+        for c in split_chunks(&trees, 64) {
+            r.push(&c).unwrap();
+        }
+        assert_eq!(r.finish_bytes().unwrap(), trees.to_vec());
+        let mut r = Reassembler::new(trees.len() as u64, sha256(&trees), 256);
+        r.push(&trees).unwrap();
+        assert_eq!(r.finish(), Err(ReassemblyError::NotF32(251)));
+        // Truncated: refused, whatever the payload.
+        let mut r = Reassembler::new(trees.len() as u64, sha256(&trees), 256);
+        r.push(&trees[..200]).unwrap();
+        assert_eq!(
+            r.finish_bytes(),
+            Err(ReassemblyError::Incomplete {
+                received: 200,
+                expected: 251
+            })
+        );
+    }
+
+    #[test]
+    fn tree_contribution_headers_round_trip_and_1_0_headers_mean_parameters() {
+        use crate::proto::{ModelKind, TreeContribution, UpdateChunk, UpdateHeader, update_chunk};
+        use prost::Message;
+        let header = UpdateHeader {
+            protocol_version: Some(crate::our_version()),
+            session: "s".into(),
+            round: 3,
+            num_examples: 10,
+            update_bytes: 251,
+            update_sha256: vec![7; 32],
+            model_kind: ModelKind::Trees as i32,
+            trees: Some(TreeContribution {
+                format_version: 1,
+                n_trees: 12,
+                n_features: 122,
+            }),
+            ..UpdateHeader::default()
+        };
+        let msg = UpdateChunk {
+            kind: Some(update_chunk::Kind::Header(header.clone())),
+        };
+        let back = UpdateChunk::decode(msg.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(back, msg);
+        // A 1.0 peer's header has no kind and no trees: it reads as parameters.
+        let old = UpdateHeader {
+            model_kind: 0,
+            trees: None,
+            ..header
+        };
+        let back = UpdateHeader::decode(old.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(
+            ModelKind::try_from(back.model_kind),
+            Ok(ModelKind::Unspecified)
+        );
+        assert!(back.trees.is_none());
+    }
+
+    #[test]
     fn refuses_bad_payloads() {
         let bytes = encode_params(&[1.0, 2.0]);
         let mut r = Reassembler::new(8, sha256(&bytes), 4);
