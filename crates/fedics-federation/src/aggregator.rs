@@ -106,7 +106,10 @@ use crate::proto::{
     UpdateHeader, task_message, update_chunk,
 };
 use crate::tls::ServerTls;
-use crate::{DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, check_version, message_limit, our_version};
+use crate::{
+    DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, PROTOCOL_MAJOR, PROTOCOL_MINOR, check_version,
+    message_limit, our_version,
+};
 
 /// Where the noise of client-level DP is added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -592,7 +595,12 @@ impl Federation for Service {
         check_version(req.protocol_version.as_ref())?;
         self.inner.keys.authenticate(&metadata, &req.site_id)?;
         let inner = &self.inner;
-        let site_kind = ModelKind::try_from(req.model_kind).unwrap_or(ModelKind::Unspecified);
+        let site_kind = ModelKind::try_from(req.model_kind).map_err(|_| {
+            Status::failed_precondition(format!(
+                "model kind {} is unknown to this aggregator (protocol {PROTOCOL_MAJOR}.{PROTOCOL_MINOR})",
+                req.model_kind
+            ))
+        })?;
         match (&inner.trees, site_kind) {
             (None, ModelKind::Unspecified | ModelKind::Parameters) => {
                 if req.num_params != inner.num_params as u64 {

@@ -501,6 +501,22 @@ async fn tree_federations_refuse_dp_parameter_strategies_and_mismatched_sites() 
         matches!(&err, SiteError::Refused(s) if s.message().contains("merges trees")),
         "{err}"
     );
+    // A model kind from a later protocol version is refused, not taken for parameters.
+    let mut client = FederationClient::connect(url.clone()).await.unwrap();
+    let err = client
+        .join(authed(
+            0,
+            JoinRequest {
+                protocol_version: Some(fedics_federation::our_version()),
+                site_id: site_id(0),
+                model_kind: 9,
+                ..JoinRequest::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert!(err.message().contains("unknown"), "{err:?}");
     agg.shutdown().await.unwrap();
 
     // A tree site joining a federation of parameters is refused too.
