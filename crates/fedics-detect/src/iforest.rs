@@ -59,6 +59,11 @@
 //! Numbers are accepted as well when reading. Deserialisation validates the
 //! whole structure (tree shape, feature indices, finite thresholds, leaf sizes)
 //! so a forest received from another site can never make scoring panic or loop.
+//!
+//! Federation uses a compact binary encoding instead ([`IsolationForest::to_bytes`],
+//! [`wire`]: versioned, little-endian, the canonical node arrays as they are); decoding
+//! ([`IsolationForest::from_bytes`]) checks every announced length against the input before
+//! allocating and validates the trees exactly as deserialisation does.
 
 use rand::seq::index;
 use rand::{Rng, SeedableRng};
@@ -810,6 +815,202 @@ impl IsolationForest {
             trees,
         })
     }
+
+    /// Largest sample size among the trees (for a fitted forest, its psi).
+    pub fn max_tree_sample_size(&self) -> usize {
+        self.trees.iter().map(|t| t.sample_size).max().unwrap_or(0)
+    }
+
+    /// The binary encoding of the forest (see [`wire`]): what a federation site sends as its
+    /// tree contribution and what the aggregator sends back as the global forest.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let nodes: usize = self.trees.iter().map(|t| t.nodes.len()).sum();
+        let mut out = Vec::with_capacity(
+            wire::HEADER_BYTES
+                + self.trees.len() * wire::TREE_HEADER_BYTES
+                + nodes * wire::NODE_BYTES,
+        );
+        out.extend_from_slice(&wire::MAGIC);
+        out.extend_from_slice(&wire::FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        // n_features < u32::MAX (checked by fit and on load); trees and nodes fit in u32 too.
+        out.extend_from_slice(&(self.n_features as u32).to_le_bytes());
+        out.extend_from_slice(&(self.trees.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.params.seed.to_le_bytes());
+        for t in &self.trees {
+            out.extend_from_slice(&(t.sample_size as u32).to_le_bytes());
+            out.extend_from_slice(&(t.nodes.len() as u32).to_le_bytes());
+            for n in &t.nodes {
+                out.extend_from_slice(&n.feature.to_le_bytes());
+                out.extend_from_slice(&n.link.to_le_bytes());
+                // A leaf's value is derived on load: written as 0 so the encoding is canonical.
+                let v = if n.feature == LEAF { 0.0 } else { n.value };
+                out.extend_from_slice(&v.to_bits().to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// Decodes and validates [`IsolationForest::to_bytes`]'s encoding: magic, format version,
+    /// lengths (checked against the input before anything is allocated), and every tree as
+    /// on deserialisation (pre-order node arrays, child indices in range, split features below
+    /// `n_features`, finite thresholds, non-empty leaves whose sizes sum to the tree's sample
+    /// size). Trailing bytes are refused.
+    ///
+    /// Errors: [`IForestError::ZeroFeatures`], [`IForestError::InvalidParam`] naming the problem.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, IForestError> {
+        let mut r = wire::Reader { bytes, pos: 0 };
+        if r.take(4)? != wire::MAGIC {
+            return Err(malformed("not an encoded isolation forest (bad magic)"));
+        }
+        let version = r.u16()?;
+        if version != wire::FORMAT_VERSION {
+            return Err(malformed(format!(
+                "encoded forest format version {version}; this build reads version {}",
+                wire::FORMAT_VERSION
+            )));
+        }
+        let _flags = r.u16()?;
+        let n_features = r.u32()? as usize;
+        if n_features == 0 {
+            return Err(IForestError::ZeroFeatures);
+        }
+        if n_features >= LEAF as usize {
+            return Err(malformed("too many features"));
+        }
+        let n_trees = r.u32()? as usize;
+        let seed = r.u64()?;
+        if n_trees == 0 {
+            return Err(malformed("forest without trees"));
+        }
+        if n_trees > r.remaining() / (wire::TREE_HEADER_BYTES + wire::NODE_BYTES) {
+            return Err(malformed(format!(
+                "{n_trees} trees announced in {} bytes",
+                r.remaining()
+            )));
+        }
+        let mut trees = Vec::with_capacity(n_trees);
+        for t in 0..n_trees {
+            let sample_size = r.u32()? as usize;
+            let n_nodes = r.u32()? as usize;
+            if n_nodes > r.remaining() / wire::NODE_BYTES {
+                return Err(malformed(format!(
+                    "tree {t}: {n_nodes} nodes announced in {} bytes",
+                    r.remaining()
+                )));
+            }
+            let mut nodes = Vec::with_capacity(n_nodes);
+            for _ in 0..n_nodes {
+                let feature = r.u32()?;
+                let link = r.u32()?;
+                let value = f64::from_bits(r.u64()?);
+                nodes.push(Node {
+                    feature,
+                    link,
+                    value,
+                });
+            }
+            let tree = Tree::from_nodes(nodes, sample_size, n_features).map_err(|e| match e {
+                IForestError::InvalidParam(m) => malformed(format!("tree {t}: {m}")),
+                other => other,
+            })?;
+            trees.push(tree);
+        }
+        if r.remaining() != 0 {
+            return Err(malformed(format!(
+                "{} bytes after the last tree",
+                r.remaining()
+            )));
+        }
+        let sample_size = trees.iter().map(|t| t.sample_size).max().unwrap_or(0);
+        Ok(Self {
+            n_features,
+            sample_size,
+            params: IForestParams {
+                n_estimators: n_trees,
+                max_samples: sample_size,
+                seed,
+            },
+            trees,
+        })
+    }
+}
+
+/// The binary encoding of a forest, little-endian throughout:
+///
+/// ```text
+/// header  "FIFT" · format version u16 (1) · flags u16 (0) · n_features u32 · n_trees u32 · seed u64
+/// tree    sample_size u32 · n_nodes u32 · n_nodes × node
+/// node    feature u32 (u32::MAX: leaf) · link u32 (split: right child; leaf: sample count)
+///         · value f64 bits (split: threshold, go left iff x < threshold; leaf: 0)
+/// ```
+///
+/// Nodes are in pre-order (the left child of a split is the next node), as in memory.
+pub mod wire {
+    use super::{IForestError, malformed};
+
+    /// First bytes of every encoded forest.
+    pub const MAGIC: [u8; 4] = *b"FIFT";
+    /// Version of the encoding this build writes and reads.
+    pub const FORMAT_VERSION: u16 = 1;
+    /// Bytes of the forest header.
+    pub const HEADER_BYTES: usize = 24;
+    /// Bytes of a tree header.
+    pub const TREE_HEADER_BYTES: usize = 8;
+    /// Bytes of one node.
+    pub const NODE_BYTES: usize = 16;
+
+    /// Largest encoding of `n_trees` trees grown on at most `max_samples` rows each (a tree
+    /// of `psi` rows has at most `2·psi − 1` nodes): a bound a receiver checks an announced
+    /// length against before it reads anything.
+    pub fn max_encoded_len(n_trees: usize, max_samples: usize) -> u64 {
+        let nodes = (2 * max_samples as u64).saturating_sub(1);
+        (HEADER_BYTES as u64).saturating_add((n_trees as u64).saturating_mul(
+            (TREE_HEADER_BYTES as u64).saturating_add(nodes.saturating_mul(NODE_BYTES as u64)),
+        ))
+    }
+
+    pub(super) struct Reader<'a> {
+        pub bytes: &'a [u8],
+        pub pos: usize,
+    }
+
+    impl<'a> Reader<'a> {
+        pub fn remaining(&self) -> usize {
+            self.bytes.len() - self.pos
+        }
+
+        pub fn take(&mut self, n: usize) -> Result<&'a [u8], IForestError> {
+            if self.remaining() < n {
+                return Err(malformed(format!(
+                    "encoded forest truncated at byte {} of {}",
+                    self.bytes.len(),
+                    self.pos + n
+                )));
+            }
+            let out = &self.bytes[self.pos..self.pos + n];
+            self.pos += n;
+            Ok(out)
+        }
+
+        fn array<const N: usize>(&mut self) -> Result<[u8; N], IForestError> {
+            let mut a = [0u8; N];
+            a.copy_from_slice(self.take(N)?);
+            Ok(a)
+        }
+
+        pub fn u16(&mut self) -> Result<u16, IForestError> {
+            Ok(u16::from_le_bytes(self.array()?))
+        }
+
+        pub fn u32(&mut self) -> Result<u32, IForestError> {
+            Ok(u32::from_le_bytes(self.array()?))
+        }
+
+        pub fn u64(&mut self) -> Result<u64, IForestError> {
+            Ok(u64::from_le_bytes(self.array()?))
+        }
+    }
 }
 
 /// Exact `f64` (de)serialisation: written as the shortest decimal string that
@@ -1223,6 +1424,83 @@ mod tests {
             assert!((m.score(&x).log2() - expect).abs() < 1e-9);
         }
         assert!(m.score(&[5.0, 5.0]) > 0.65);
+    }
+
+    #[test]
+    fn binary_encoding_round_trips_exactly() {
+        let a = IsolationForest::fit(
+            &cluster(300, &[0.0, 1.0, -2.0], 0.5, 3),
+            3,
+            &params(12, 64, 9),
+        )
+        .unwrap();
+        let b = IsolationForest::fit(
+            &cluster(40, &[0.0, 1.0, -2.0], 0.5, 4),
+            3,
+            &params(7, 64, 2),
+        )
+        .unwrap();
+        for f in [a.clone(), IsolationForest::merge(&[a, b], 15, 3).unwrap()] {
+            let bytes = f.to_bytes();
+            assert_eq!(&bytes[..4], b"FIFT");
+            assert!(bytes.len() as u64 <= wire::max_encoded_len(f.n_trees(), f.sample_size()));
+            let back = IsolationForest::from_bytes(&bytes).unwrap();
+            assert_eq!(back.n_trees(), f.n_trees());
+            assert_eq!(back.n_features(), 3);
+            assert_eq!(back.sample_size(), f.sample_size());
+            assert_eq!(back.trees, f.trees);
+            // Canonical: encoding the decoded forest gives the same bytes.
+            assert_eq!(back.to_bytes(), bytes);
+            for x in [[0.0, 1.0, -2.0], [4.0, -3.0, 0.5], [f64::NAN, 0.0, 0.0]] {
+                assert_eq!(back.score(&x).to_bits(), f.score(&x).to_bits());
+            }
+        }
+    }
+
+    #[test]
+    fn binary_decoding_refuses_malformed_input_without_panicking() {
+        let f =
+            IsolationForest::fit(&cluster(100, &[0.0, 1.0], 0.5, 5), 2, &params(3, 32, 1)).unwrap();
+        let bytes = f.to_bytes();
+        // Every truncation, and any trailing byte.
+        for n in 0..bytes.len() {
+            assert!(
+                IsolationForest::from_bytes(&bytes[..n]).is_err(),
+                "prefix {n}"
+            );
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(IsolationForest::from_bytes(&long).is_err());
+        let with = |at: usize, patch: &[u8]| {
+            let mut b = bytes.clone();
+            b[at..at + patch.len()].copy_from_slice(patch);
+            IsolationForest::from_bytes(&b)
+        };
+        let msg = |r: Result<IsolationForest, IForestError>| r.unwrap_err().to_string();
+        assert!(msg(with(0, b"XXXX")).contains("magic"));
+        assert!(msg(with(4, &2u16.to_le_bytes())).contains("version 2"));
+        assert!(matches!(
+            with(8, &0u32.to_le_bytes()),
+            Err(IForestError::ZeroFeatures)
+        ));
+        // Fewer features than the trees split on.
+        assert!(msg(with(8, &1u32.to_le_bytes())).contains("feature"));
+        // Absurd counts are refused before anything is allocated.
+        assert!(msg(with(12, &u32::MAX.to_le_bytes())).contains("trees announced"));
+        assert!(msg(with(28, &u32::MAX.to_le_bytes())).contains("nodes announced"));
+        // The first node of the first tree is a split: feature 32..36, right child
+        // 36..40, threshold 40..48.
+        assert_ne!(bytes[32..36], LEAF.to_le_bytes());
+        assert!(msg(with(40, &f64::NAN.to_bits().to_le_bytes())).contains("non-finite"));
+        assert!(msg(with(40, &f64::INFINITY.to_bits().to_le_bytes())).contains("non-finite"));
+        assert!(
+            with(36, &1u32.to_le_bytes()).is_err(),
+            "right child out of order"
+        );
+        assert!(with(36, &u32::MAX.to_le_bytes()).is_err());
+        // A leaf size changed: sizes no longer sum to the sample size.
+        assert!(with(24, &31u32.to_le_bytes()).is_err());
     }
 
     #[test]

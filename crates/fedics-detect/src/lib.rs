@@ -8,7 +8,8 @@
 //!
 //! * [`rules`]: physics and protocol rules from an editable TOML file.
 //! * [`iforest`]: our Isolation Forest (scikit-learn semantics), and [`iforest_detector`]
-//!   which trains one per facility on its first benign-looking flows.
+//!   which trains one per facility on its first benign-looking flows; [`iforest_federated`]
+//!   federates it by merging trees (sites and the aggregator's merge rule).
 //! * [`features`]: the numeric flow features the models use.
 //! * [`classifier`]: the evidence classifier mapping detector evidence to a technique.
 
@@ -17,6 +18,7 @@ pub mod features;
 pub mod iforest;
 pub mod iforest_detector;
 pub mod iforest_fast;
+pub mod iforest_federated;
 pub mod rules;
 
 use fedics_core::{

@@ -44,6 +44,33 @@
 //! `q = selected / configured sites`; the selection is a fixed-size sample, which the
 //! accountant treats as Poisson sampling with the same rate (the usual approximation). Noise
 //! comes from [`secure_rng`].
+//!
+//! # Tree federations
+//!
+//! [`Aggregator::start_trees`] runs a federation of a tree model (the Isolation Forest) that
+//! merges trees instead of averaging parameters ([`fedics_fl::trees`]). A round:
+//!
+//! 1. the strategy selects the sites (only FedAvg is accepted: selection, and the
+//!    example-weighted mean of the sites' evaluation metrics); the global forest's
+//!    [`TreeConfig::n_trees`] are allocated to them in proportion to the examples they
+//!    announced ([`allocate_trees`]);
+//! 2. each site is told how many trees to grow, on how many rows each, with its own seed (a
+//!    training task carries no model);
+//! 3. each contribution is **validated on receipt** ([`TreeMerger::validate`], after the
+//!    header's format version, feature count, tree count and a length bound derived from
+//!    them): one that does not decode, has another feature count, inconsistent node arrays,
+//!    non-finite thresholds or more trees than asked for is refused with `INVALID_ARGUMENT`
+//!    and the reason, recorded in [`RoundReport::rejected`] and an `update_rejected` event,
+//!    and never merged;
+//! 4. the pool (the trees of the current global forest and the round's contributions) is
+//!    merged into the new global forest of `n_trees` trees, drawn with a seed derived from
+//!    [`AggregatorConfig::seed`] and the round, so a forest keeps part of its past trees and
+//!    follows the sites' data over rounds;
+//! 5. the sites evaluate the new forest, each calibrating its own threshold on it.
+//!
+//! Client-level DP and the parameter strategies (FedProx, FedAdam, median, trimmed mean,
+//! Krum) do not apply to trees: a tree federation with either is refused at start with
+//! [`FederationError::Config`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -59,6 +86,7 @@ use fedics_fl::strategy::{
     ClientEvaluation, ClientInfo, ClientUpdate, Metrics, RoundPlan, RoundSettings, Strategy,
     StrategyConfig, weighted_metrics,
 };
+use fedics_fl::trees::{ContributionLimits, TreeMerger, allocate_trees};
 use prost::Message;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -74,11 +102,14 @@ use crate::observer::{ClientProgress, EventFactory, EventFields, FlObserver, pha
 use crate::proto::federation_server::{Federation, FederationServer};
 use crate::proto::{
     Ack, DpSettings, EvaluationResult, Finished, JoinReply, JoinRequest, LeaveRequest, ModelChunk,
-    TaskHeader, TaskKind, TaskMessage, TasksRequest, TrainPlan, UpdateChunk, task_message,
-    update_chunk,
+    ModelKind, TaskHeader, TaskKind, TaskMessage, TasksRequest, TrainPlan, UpdateChunk,
+    UpdateHeader, task_message, update_chunk,
 };
 use crate::tls::ServerTls;
-use crate::{DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, check_version, message_limit, our_version};
+use crate::{
+    DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, PROTOCOL_MAJOR, PROTOCOL_MINOR, check_version,
+    message_limit, our_version,
+};
 
 /// Where the noise of client-level DP is added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,6 +231,70 @@ impl AggregatorConfig {
     }
 }
 
+/// A tree federation (see the [module documentation](self#tree-federations)).
+#[derive(Clone)]
+pub struct TreeConfig {
+    /// The tree model's validation and merge rule.
+    pub merger: Arc<dyn TreeMerger>,
+    /// Features of every site's rows.
+    pub n_features: usize,
+    /// Trees of the global forest; also the trees the sites of a round grow together.
+    pub n_trees: usize,
+    /// Rows drawn per tree.
+    pub max_samples: usize,
+}
+
+impl std::fmt::Debug for TreeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TreeConfig")
+            .field("format_version", &self.merger.format_version())
+            .field("n_features", &self.n_features)
+            .field("n_trees", &self.n_trees)
+            .field("max_samples", &self.max_samples)
+            .finish()
+    }
+}
+
+impl TreeConfig {
+    fn validate(&self, config: &AggregatorConfig) -> Result<(), FederationError> {
+        let bad = |m: String| Err(FederationError::Config(m));
+        if self.n_features == 0 || u32::try_from(self.n_features).is_err() {
+            return bad(format!(
+                "a tree federation over {} features",
+                self.n_features
+            ));
+        }
+        if self.n_trees == 0 || u32::try_from(self.n_trees).is_err() {
+            return bad(format!("a global forest of {} trees", self.n_trees));
+        }
+        if self.max_samples < 2 || u32::try_from(self.max_samples).is_err() {
+            return bad(format!(
+                "max_samples = {} rows per tree must be at least 2",
+                self.max_samples
+            ));
+        }
+        if config.dp.is_some() || config.resume_ledger.is_some() {
+            return bad("differential privacy clips and noises parameter updates; trees are merged, not averaged, so a tree federation cannot run with DP".into());
+        }
+        if config.strategy != StrategyConfig::FedAvg {
+            return bad(format!(
+                "the strategy {} combines parameter vectors; a tree federation merges trees and only accepts fedavg (site selection and example-weighted evaluation)",
+                config.strategy
+            ));
+        }
+        Ok(())
+    }
+
+    /// The limits of the contribution of a site asked for `n_trees` trees.
+    fn limits(&self, n_trees: usize) -> ContributionLimits {
+        ContributionLimits {
+            n_features: self.n_features,
+            max_trees: n_trees,
+            max_samples: self.max_samples,
+        }
+    }
+}
+
 /// What one round did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoundReport {
@@ -214,6 +309,9 @@ pub struct RoundReport {
     /// Sites whose update arrived but was left out of the aggregate (non-finite, or not
     /// chosen by Krum), sorted.
     pub excluded: Vec<String>,
+    /// Sites whose tree contribution was refused on receipt, with the reason (tree
+    /// federations); never merged.
+    pub rejected: BTreeMap<String, String>,
     /// Aggregated training metrics, with the strategy's `agg.` figures.
     pub train_metrics: Metrics,
     /// Aggregated evaluation metrics of the new model (empty without evaluation).
@@ -250,7 +348,10 @@ type TaskSender = mpsc::Sender<Result<TaskMessage, Status>>;
 /// The global model, encoded once per version.
 #[derive(Debug)]
 struct EncodedModel {
+    /// The parameters (empty in a tree federation).
     params: Arc<Vec<f32>>,
+    /// The encoded model (parameters or trees; empty: no forest yet).
+    bytes: Bytes,
     chunks: Vec<Bytes>,
     sha256: Vec<u8>,
     len: u64,
@@ -258,12 +359,19 @@ struct EncodedModel {
 
 impl EncodedModel {
     fn new(params: Vec<f32>, chunk_bytes: usize) -> Self {
-        let bytes = encode_params(&params);
+        let mut m = Self::from_bytes(encode_params(&params), chunk_bytes);
+        m.params = Arc::new(params);
+        m
+    }
+
+    /// A model that is not a parameter vector (encoded trees).
+    fn from_bytes(bytes: Bytes, chunk_bytes: usize) -> Self {
         Self {
             chunks: split_chunks(&bytes, chunk_bytes),
             sha256: sha256(&bytes),
             len: bytes.len() as u64,
-            params: Arc::new(params),
+            bytes,
+            params: Arc::new(Vec::new()),
         }
     }
 }
@@ -302,6 +410,21 @@ enum Incoming {
         metrics: Metrics,
         bytes: u64,
     },
+    /// A validated tree contribution.
+    Trees {
+        site_id: String,
+        trees: Vec<u8>,
+        n_trees: usize,
+        num_examples: u64,
+        metrics: Metrics,
+        bytes: u64,
+    },
+    /// A contribution refused on receipt.
+    Rejected {
+        site_id: String,
+        reason: String,
+        bytes: u64,
+    },
 }
 
 /// The phase in progress: which sites owe which answer.
@@ -315,13 +438,24 @@ struct Active {
     results: mpsc::UnboundedSender<Incoming>,
     senders: Vec<JoinHandle<()>>,
     seed: u64,
+    /// Tree federations, training: the trees each site was asked for.
+    trees_per_site: BTreeMap<String, usize>,
 }
 
 impl Active {
     fn header_for(&self, site_id: &str) -> TaskHeader {
         let mut h = self.header.clone();
+        let seed = site_seed(self.seed, self.round, site_id);
         if let Some(plan) = h.plan.as_mut() {
-            plan.seed = site_seed(self.seed, self.round, site_id);
+            plan.seed = seed;
+        }
+        if let Some(tp) = h.tree_plan.as_mut() {
+            tp.seed = seed;
+            // Allocated trees are at most the configured n_trees, which fits in u32.
+            tp.n_trees = self
+                .trees_per_site
+                .get(site_id)
+                .map_or(0, |&n| u32::try_from(n).unwrap_or(u32::MAX));
         }
         h
     }
@@ -341,7 +475,10 @@ struct State {
 struct Inner {
     keys: SiteKeys,
     chunk_bytes: usize,
+    /// Length of the parameter vector (0 in a tree federation).
     num_params: usize,
+    /// A tree federation's settings (`None`: parameters).
+    trees: Option<TreeConfig>,
     events: EventFactory,
     observer: Arc<dyn FlObserver>,
     state: Mutex<State>,
@@ -427,7 +564,17 @@ fn site_seed(seed: u64, round: u32, site_id: &str) -> u64 {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    let mut z = seed ^ h ^ u64::from(round).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    splitmix64(seed ^ h ^ u64::from(round).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+/// Seed of a tree round's merge: SplitMix64 of the federation seed and the round (mixed
+/// with other constants than the sites' seeds), so a rerun of a federation merges alike.
+fn merge_seed(seed: u64, round: u32) -> u64 {
+    splitmix64(seed ^ u64::from(round).wrapping_mul(0xD1B5_4A32_D192_ED03) ^ 0x6d65_7267_6521)
+}
+
+/// SplitMix64's output function.
+fn splitmix64(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -448,11 +595,39 @@ impl Federation for Service {
         check_version(req.protocol_version.as_ref())?;
         self.inner.keys.authenticate(&metadata, &req.site_id)?;
         let inner = &self.inner;
-        if req.num_params != inner.num_params as u64 {
-            return Err(Status::failed_precondition(format!(
-                "the site's model has {} parameters, the global model {}",
-                req.num_params, inner.num_params
-            )));
+        let site_kind = ModelKind::try_from(req.model_kind).map_err(|_| {
+            Status::failed_precondition(format!(
+                "model kind {} is unknown to this aggregator (protocol {PROTOCOL_MAJOR}.{PROTOCOL_MINOR})",
+                req.model_kind
+            ))
+        })?;
+        match (&inner.trees, site_kind) {
+            (None, ModelKind::Unspecified | ModelKind::Parameters) => {
+                if req.num_params != inner.num_params as u64 {
+                    return Err(Status::failed_precondition(format!(
+                        "the site's model has {} parameters, the global model {}",
+                        req.num_params, inner.num_params
+                    )));
+                }
+            }
+            (None, ModelKind::Trees) => {
+                return Err(Status::failed_precondition(
+                    "this federation averages parameters; the site offers trees",
+                ));
+            }
+            (Some(cfg), ModelKind::Trees) => {
+                if req.n_features as usize != cfg.n_features {
+                    return Err(Status::failed_precondition(format!(
+                        "the site's rows have {} features, the federation's {}",
+                        req.n_features, cfg.n_features
+                    )));
+                }
+            }
+            (Some(_), _) => {
+                return Err(Status::failed_precondition(
+                    "this federation merges trees (protocol 1.1); the site offers a parameter vector",
+                ));
+            }
         }
         let session = uuid::Uuid::new_v4().to_string();
         let (resumed, round) = {
@@ -490,6 +665,11 @@ impl Federation for Service {
             .metrics
             .insert("num_examples".into(), req.num_examples as f64);
         inner.emit(round, phase::SITE_JOINED, fields);
+        let (model_kind, n_features) = match &inner.trees {
+            None => (ModelKind::Parameters, 0),
+            // Validated to fit in u32 at start.
+            Some(cfg) => (ModelKind::Trees, cfg.n_features as u32),
+        };
         Ok(Response::new(JoinReply {
             protocol_version: Some(our_version()),
             session,
@@ -497,6 +677,8 @@ impl Federation for Service {
             num_params: inner.num_params as u64,
             resumed,
             round,
+            model_kind: model_kind as i32,
+            n_features,
         }))
     }
 
@@ -558,6 +740,17 @@ impl Federation for Service {
         };
         check_version(header.protocol_version.as_ref())?;
         let site = self.inner.authorize(&metadata, &header.session)?;
+        let kind = ModelKind::try_from(header.model_kind).unwrap_or(ModelKind::Unspecified);
+        if let Some(cfg) = &self.inner.trees {
+            return self
+                .receive_trees(cfg, site, header, header_len, stream)
+                .await;
+        }
+        if kind == ModelKind::Trees {
+            return Err(Status::invalid_argument(
+                "a tree contribution in a federation of parameters",
+            ));
+        }
         let expected = (self.inner.num_params * BYTES_PER_PARAM) as u64;
         if header.update_bytes != expected {
             return Err(Status::invalid_argument(format!(
@@ -661,6 +854,168 @@ impl Federation for Service {
 }
 
 impl Service {
+    /// The rest of a tree contribution's stream: header checks, reassembly within the bound
+    /// the site's tree count implies, validation of the trees. Any failure after the
+    /// site was found to owe this round a contribution is recorded as a rejection.
+    async fn receive_trees(
+        &self,
+        cfg: &TreeConfig,
+        site: String,
+        header: UpdateHeader,
+        header_len: u64,
+        mut stream: Streaming<UpdateChunk>,
+    ) -> Result<Response<Ack>, Status> {
+        let round = header.round;
+        self.expecting(&site, round, TaskKind::Train)?;
+        let asked = self.trees_asked(&site, round);
+        let limits = cfg.limits(asked);
+        let mut bytes = header_len;
+        let kind = ModelKind::try_from(header.model_kind).unwrap_or(ModelKind::Unspecified);
+        if kind != ModelKind::Trees {
+            return Err(self.reject(
+                &site,
+                round,
+                "a parameter update in a federation that merges trees".into(),
+                bytes,
+            ));
+        }
+        let Some(tc) = header.trees else {
+            return Err(self.reject(
+                &site,
+                round,
+                "a tree contribution without its header".into(),
+                bytes,
+            ));
+        };
+        let bound = cfg.merger.max_encoded_len(&limits);
+        let problem = if tc.format_version != cfg.merger.format_version() {
+            Some(format!(
+                "tree format version {}, this federation reads version {}",
+                tc.format_version,
+                cfg.merger.format_version()
+            ))
+        } else if tc.n_features as usize != cfg.n_features {
+            Some(format!(
+                "trees over {} features, the federation's rows have {}",
+                tc.n_features, cfg.n_features
+            ))
+        } else if tc.n_trees == 0 || tc.n_trees as usize > asked {
+            Some(format!(
+                "{} trees announced, {asked} were asked for",
+                tc.n_trees
+            ))
+        } else if header.update_bytes == 0 || header.update_bytes > bound {
+            Some(format!(
+                "a contribution of {} bytes; {asked} trees of at most {} rows take at most {bound}",
+                header.update_bytes, cfg.max_samples
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = problem {
+            return Err(self.reject(&site, round, reason, bytes));
+        }
+        let mut assembly = Reassembler::new(
+            header.update_bytes,
+            header.update_sha256.clone(),
+            self.inner.chunk_bytes,
+        );
+        loop {
+            let msg = match stream.message().await {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(s) => {
+                    return Err(self.reject(
+                        &site,
+                        round,
+                        format!("the contribution's stream broke: {}", s.message()),
+                        bytes,
+                    ));
+                }
+            };
+            bytes += msg.encoded_len() as u64;
+            let pushed = match msg.kind {
+                Some(update_chunk::Kind::Data(data)) => {
+                    assembly.push(&data).map_err(|e| e.to_string())
+                }
+                Some(update_chunk::Kind::Header(_)) => Err("a second update header".into()),
+                None => Ok(()),
+            };
+            if let Err(reason) = pushed {
+                return Err(self.reject(&site, round, reason, bytes));
+            }
+        }
+        self.inner
+            .bytes_received
+            .fetch_add(bytes, Ordering::Relaxed);
+        let trees = match assembly.finish_bytes() {
+            Ok(t) => t,
+            Err(e) => return Err(self.reject(&site, round, e.to_string(), bytes)),
+        };
+        let n_trees = match cfg.merger.validate(&trees, &limits) {
+            Ok(n) if n == tc.n_trees as usize => n,
+            Ok(n) => {
+                return Err(self.reject(
+                    &site,
+                    round,
+                    format!(
+                        "the header announces {} trees, the contribution holds {n}",
+                        tc.n_trees
+                    ),
+                    bytes,
+                ));
+            }
+            Err(e) => return Err(self.reject(&site, round, e.to_string(), bytes)),
+        };
+        self.deliver(
+            &site,
+            round,
+            TaskKind::Train,
+            Incoming::Trees {
+                site_id: site.clone(),
+                trees,
+                n_trees,
+                num_examples: header.num_examples,
+                metrics: header.metrics,
+                bytes,
+            },
+        )?;
+        tracing::debug!(site_id = %site, round, bytes, n_trees, "tree contribution accepted");
+        Ok(Response::new(Ack {
+            accepted: true,
+            message: String::new(),
+        }))
+    }
+
+    /// The trees the active training phase asked `site` for (0: none).
+    fn trees_asked(&self, site: &str, round: u32) -> usize {
+        let st = self.inner.lock();
+        st.active
+            .as_ref()
+            .filter(|a| a.round == round && a.kind == TaskKind::Train)
+            .and_then(|a| a.trees_per_site.get(site).copied())
+            .unwrap_or(0)
+    }
+
+    /// Records that `site`'s contribution to `round` was refused: the round stops waiting
+    /// for it and reports the reason; the site is answered `INVALID_ARGUMENT` with it.
+    fn reject(&self, site: &str, round: u32, reason: String, bytes: u64) -> Status {
+        tracing::warn!(site_id = %site, round, %reason, "contribution rejected");
+        let mut st = self.inner.lock();
+        if let Some(a) = st.active.as_mut()
+            && a.round == round
+            && a.kind == TaskKind::Train
+            && a.pending.remove(site)
+        {
+            let _ = a.results.send(Incoming::Rejected {
+                site_id: site.to_owned(),
+                reason: reason.clone(),
+                bytes,
+            });
+        }
+        Status::invalid_argument(format!("contribution rejected: {reason}"))
+    }
+
     /// Whether the active phase waits for `site`'s answer of this kind for `round`.
     fn expecting(&self, site: &str, round: u32, kind: TaskKind) -> Result<(), Status> {
         let st = self.inner.lock();
@@ -731,6 +1086,10 @@ struct Driver {
     round_timeout: Duration,
     evaluate: bool,
     seed: u64,
+    /// A tree federation's settings (`None`: parameters).
+    trees: Option<TreeConfig>,
+    /// Trees of the current global forest (0: none yet).
+    global_trees: usize,
 }
 
 /// Starts aggregators.
@@ -759,6 +1118,34 @@ impl Aggregator {
                 "the initial model has a non-finite parameter at index {i}"
             )));
         }
+        let model = EncodedModel::new(initial_params, config.chunk_bytes);
+        Self::start_model(config, model, None, observer).await
+    }
+
+    /// Like [`Aggregator::start`], for a federation that merges trees (see the [module
+    /// documentation](self#tree-federations)); there is no global forest before the first
+    /// round.
+    ///
+    /// # Errors
+    /// As [`Aggregator::start`]; DP settings or a strategy other than FedAvg, no features,
+    /// no trees, fewer than 2 rows per tree.
+    pub async fn start_trees(
+        config: AggregatorConfig,
+        trees: TreeConfig,
+        observer: Arc<dyn FlObserver>,
+    ) -> Result<AggregatorHandle, FederationError> {
+        config.validate()?;
+        trees.validate(&config)?;
+        let model = EncodedModel::from_bytes(Bytes::new(), config.chunk_bytes);
+        Self::start_model(config, model, Some(trees), observer).await
+    }
+
+    async fn start_model(
+        config: AggregatorConfig,
+        model: EncodedModel,
+        trees: Option<TreeConfig>,
+        observer: Arc<dyn FlObserver>,
+    ) -> Result<AggregatorHandle, FederationError> {
         let strategy = config.strategy.build_with(config.settings.clone())?;
         let ledger = match (config.dp, config.resume_ledger.clone()) {
             (Some(_), Some(l)) => Some(l),
@@ -768,11 +1155,12 @@ impl Aggregator {
             .as_ref()
             .and_then(|l| l.entries().last())
             .map_or(0, |e| u32::try_from(e.round).unwrap_or(u32::MAX));
-        let num_params = initial_params.len();
+        let num_params = model.params.len();
         let inner = Arc::new(Inner {
             keys: config.sites.clone(),
             chunk_bytes: config.chunk_bytes,
             num_params,
+            trees: trees.clone(),
             events: EventFactory {
                 facility_id: config.facility_id.clone(),
                 node_id: config.node_id.clone(),
@@ -782,7 +1170,7 @@ impl Aggregator {
             state: Mutex::new(State {
                 sites: BTreeMap::new(),
                 sessions: HashMap::new(),
-                model: Arc::new(EncodedModel::new(initial_params, config.chunk_bytes)),
+                model: Arc::new(model),
                 round: first_round,
                 active: None,
                 finished: false,
@@ -836,6 +1224,8 @@ impl Aggregator {
                 round_timeout: config.round_timeout,
                 evaluate: config.evaluate,
                 seed: config.seed,
+                trees,
+                global_trees: 0,
             }),
             addr,
             shutdown_tx: Some(shutdown_tx),
@@ -870,9 +1260,17 @@ impl AggregatorHandle {
         self.addr
     }
 
-    /// The current global model.
+    /// The current global model (empty in a tree federation).
     pub fn global_params(&self) -> Vec<f32> {
         self.inner.lock().model.params.as_ref().clone()
+    }
+
+    /// The encoded global forest of a tree federation (`None` before the first round, and
+    /// in a federation of parameters).
+    pub fn global_forest(&self) -> Option<Vec<u8>> {
+        self.inner.trees.as_ref()?;
+        let st = self.inner.lock();
+        (!st.model.bytes.is_empty()).then(|| st.model.bytes.to_vec())
     }
 
     /// The sites that joined at least once, sorted by id.
@@ -1038,6 +1436,37 @@ impl Drop for AggregatorHandle {
     }
 }
 
+/// A validated tree contribution of a round.
+struct Contribution {
+    site_id: String,
+    trees: Vec<u8>,
+    n_trees: usize,
+    num_examples: u64,
+    metrics: Metrics,
+}
+
+/// The training task of a tree round (the per-site tree count and seed are filled in by
+/// [`Active::header_for`]).
+fn tree_header(round: u32, cfg: &TreeConfig) -> TaskHeader {
+    TaskHeader {
+        round,
+        kind: TaskKind::Train as i32,
+        plan: None,
+        dp: None,
+        model_bytes: 0,
+        num_chunks: 0,
+        model_sha256: Vec::new(),
+        model_kind: ModelKind::Trees as i32,
+        tree_plan: Some(crate::proto::TreePlan {
+            n_trees: 0,
+            // Validated to fit in u32 at start.
+            max_samples: cfg.max_samples as u32,
+            seed: 0,
+            format_version: cfg.merger.format_version(),
+        }),
+    }
+}
+
 /// What one phase (training or evaluation) collected.
 struct Collected {
     results: Vec<Incoming>,
@@ -1087,33 +1516,93 @@ impl Driver {
         inner.emit(round, phase::ROUND_STARTED, fields);
         tracing::info!(round, selected, connected = clients.len(), "round started");
 
-        let header = self.train_header(round, &plan, dp_round.map(|(dp, _)| dp), selected);
+        // Trees: each selected site's share of the global forest, by examples announced.
+        let trees_per_site: BTreeMap<String, usize> = match &self.trees {
+            Some(cfg) => {
+                let examples: Vec<u64> = plan
+                    .clients
+                    .iter()
+                    .map(|id| {
+                        clients
+                            .iter()
+                            .find(|c| &c.client_id == id)
+                            .map_or(0, |c| c.num_examples)
+                    })
+                    .collect();
+                plan.clients
+                    .iter()
+                    .cloned()
+                    .zip(allocate_trees(cfg.n_trees, &examples))
+                    .collect()
+            }
+            None => BTreeMap::new(),
+        };
+        let header = match &self.trees {
+            Some(cfg) => tree_header(round, cfg),
+            None => self.train_header(round, &plan, dp_round.map(|(dp, _)| dp), selected),
+        };
         let collected = self
-            .collect(inner, round, TaskKind::Train, &plan.clients, header)
+            .collect(
+                inner,
+                round,
+                TaskKind::Train,
+                &plan.clients,
+                header,
+                trees_per_site,
+            )
             .await;
         let mut dropped = collected.missing;
         dropped.sort();
-        let global = Arc::clone(&inner.lock().model.params);
+        let (global, global_bytes) = {
+            let st = inner.lock();
+            (Arc::clone(&st.model.params), st.model.bytes.clone())
+        };
 
         let mut updates = Vec::new();
+        let mut contributions = Vec::new();
+        let mut rejected = BTreeMap::new();
         for r in collected.results {
-            if let Incoming::Update {
-                site_id,
-                delta,
-                num_examples,
-                metrics,
-                ..
-            } = r
-            {
-                updates.push((site_id, delta, num_examples, metrics));
+            match r {
+                Incoming::Update {
+                    site_id,
+                    delta,
+                    num_examples,
+                    metrics,
+                    ..
+                } => updates.push((site_id, delta, num_examples, metrics)),
+                Incoming::Trees {
+                    site_id,
+                    trees,
+                    n_trees,
+                    num_examples,
+                    metrics,
+                    ..
+                } => contributions.push(Contribution {
+                    site_id,
+                    trees,
+                    n_trees,
+                    num_examples,
+                    metrics,
+                }),
+                Incoming::Rejected {
+                    site_id, reason, ..
+                } => {
+                    rejected.insert(site_id, reason);
+                }
+                Incoming::Evaluation { .. } => {}
             }
         }
         updates.sort_by(|a, b| a.0.cmp(&b.0));
-        let participants: Vec<String> = updates.iter().map(|u| u.0.clone()).collect();
-        if updates.len() < plan.min_results.max(1) {
+        contributions.sort_by(|a, b| a.site_id.cmp(&b.site_id));
+        let participants: Vec<String> = updates
+            .iter()
+            .map(|u| u.0.clone())
+            .chain(contributions.iter().map(|c| c.site_id.clone()))
+            .collect();
+        if participants.len() < plan.min_results.max(1) {
             let err = FederationError::TooFewResults {
                 round,
-                received: updates.len(),
+                received: participants.len(),
                 selected,
                 min_results: plan.min_results.max(1),
             };
@@ -1121,11 +1610,29 @@ impl Driver {
             return Err(err);
         }
 
-        let outcome = match dp_round {
-            Some((dp, q)) => self.aggregate_dp(round, &global, updates, dp, q, selected),
-            None => self.aggregate_plain(round, &global, updates),
+        let chunk_bytes = inner.chunk_bytes;
+        let params_model = |(p, ex, m, eps): (Vec<f32>, Vec<String>, Metrics, Option<f64>)| {
+            (EncodedModel::new(p, chunk_bytes), ex, m, eps)
         };
-        let (new_params, excluded, train_metrics, epsilon) = match outcome {
+        let outcome = match (dp_round, self.trees.clone()) {
+            (_, Some(cfg)) => self
+                .merge_trees(round, &global_bytes, &cfg, &contributions)
+                .map(|(bytes, m)| {
+                    (
+                        EncodedModel::from_bytes(bytes, chunk_bytes),
+                        Vec::new(),
+                        m,
+                        None,
+                    )
+                }),
+            (Some((dp, q)), None) => self
+                .aggregate_dp(round, &global, updates, dp, q, selected)
+                .map(params_model),
+            (None, None) => self
+                .aggregate_plain(round, &global, updates)
+                .map(params_model),
+        };
+        let (new_model, excluded, train_metrics, epsilon) = match outcome {
             Ok(o) => o,
             Err(e) => {
                 self.fail(inner, round, started, &e);
@@ -1134,7 +1641,7 @@ impl Driver {
         };
         {
             let mut st = inner.lock();
-            st.model = Arc::new(EncodedModel::new(new_params, inner.chunk_bytes));
+            st.model = Arc::new(new_model);
             for p in &participants {
                 if let Some(e) = st.sites.get_mut(p) {
                     e.last_round = round;
@@ -1154,6 +1661,7 @@ impl Driver {
             participants,
             dropped,
             excluded,
+            rejected,
             train_metrics,
             eval_metrics,
             epsilon,
@@ -1178,6 +1686,11 @@ impl Driver {
         fields
             .metrics
             .insert("dropped".into(), report.dropped.len() as f64);
+        if self.trees.is_some() {
+            fields
+                .metrics
+                .insert("rejected".into(), report.rejected.len() as f64);
+        }
         fields
             .metrics
             .insert("bytes_received".into(), report.bytes_received as f64);
@@ -1236,7 +1749,44 @@ impl Driver {
             model_bytes: 0,
             num_chunks: 0,
             model_sha256: Vec::new(),
+            model_kind: ModelKind::Parameters as i32,
+            tree_plan: None,
         }
+    }
+
+    /// Merges the current global forest's trees and the round's contributions into the new
+    /// global forest.
+    fn merge_trees(
+        &mut self,
+        round: u32,
+        global: &Bytes,
+        cfg: &TreeConfig,
+        contributions: &[Contribution],
+    ) -> Result<(Bytes, Metrics), FederationError> {
+        let mut pool: Vec<&[u8]> = Vec::with_capacity(contributions.len() + 1);
+        let mut pool_trees = 0;
+        if !global.is_empty() {
+            pool.push(global);
+            pool_trees += self.global_trees;
+        }
+        let contributed: usize = contributions.iter().map(|c| c.n_trees).sum();
+        pool_trees += contributed;
+        pool.extend(contributions.iter().map(|c| c.trees.as_slice()));
+        let merged = cfg
+            .merger
+            .merge(&pool, cfg.n_trees, merge_seed(self.seed, round))?;
+        self.global_trees = cfg.n_trees;
+        let mut metrics =
+            weighted_metrics(contributions.iter().map(|c| (c.num_examples, &c.metrics)));
+        metrics.insert("agg.num_clients".into(), contributions.len() as f64);
+        metrics.insert(
+            "agg.total_examples".into(),
+            contributions.iter().map(|c| c.num_examples as f64).sum(),
+        );
+        metrics.insert("agg.contributed_trees".into(), contributed as f64);
+        metrics.insert("agg.pool_trees".into(), pool_trees as f64);
+        metrics.insert("agg.trees".into(), cfg.n_trees as f64);
+        Ok((Bytes::from(merged), metrics))
     }
 
     /// Sends the task of a phase to `sites` and waits for their answers until all arrived
@@ -1248,11 +1798,17 @@ impl Driver {
         kind: TaskKind,
         sites: &[String],
         mut header: TaskHeader,
+        trees_per_site: BTreeMap<String, usize>,
     ) -> Collected {
         let (tx, mut rx) = mpsc::unbounded_channel();
         {
             let mut st = inner.lock();
-            let model = Arc::clone(&st.model);
+            // A tree site grows its trees from its own rows: its training task carries no model.
+            let model = if inner.trees.is_some() && kind == TaskKind::Train {
+                Arc::new(EncodedModel::from_bytes(Bytes::new(), inner.chunk_bytes))
+            } else {
+                Arc::clone(&st.model)
+            };
             header.model_bytes = model.len;
             header.num_chunks = model.chunks.len() as u32;
             header.model_sha256 = model.sha256.clone();
@@ -1265,6 +1821,7 @@ impl Driver {
                 results: tx,
                 senders: Vec::new(),
                 seed: self.seed,
+                trees_per_site,
             };
             for site in sites {
                 if let Some(sender) = st.sites.get(site).and_then(SiteEntry::live_sender) {
@@ -1320,6 +1877,39 @@ impl Driver {
     /// Reports an arrival: an event with the site as node, and the client-table callback.
     fn progress(&self, inner: &Inner, round: u32, r: &Incoming, phase_started: Instant) {
         let (site_id, num_examples, metrics, bytes, phase, update_norm) = match r {
+            Incoming::Trees {
+                site_id,
+                num_examples,
+                metrics,
+                bytes,
+                ..
+            } => (
+                site_id,
+                *num_examples,
+                metrics,
+                *bytes,
+                phase::UPDATE_RECEIVED,
+                None,
+            ),
+            Incoming::Rejected {
+                site_id,
+                reason,
+                bytes,
+            } => {
+                // The site's event: what it sent and that it was refused (the reason is in
+                // the round's report and the log).
+                let fields = EventFields {
+                    bytes_sent: *bytes,
+                    duration: phase_started.elapsed(),
+                    ..EventFields::default()
+                };
+                let mut event = inner.events.make(round, phase::UPDATE_REJECTED, fields);
+                event.node_id = site_id.clone();
+                event.role = FlRole::Client;
+                inner.observer.event(event);
+                tracing::warn!(site_id = %site_id, round, %reason, "update rejected");
+                return;
+            }
             Incoming::Update {
                 site_id,
                 num_examples,
@@ -1488,6 +2078,11 @@ impl Driver {
         if sites.is_empty() {
             return Metrics::new();
         }
+        let model_kind = if self.trees.is_some() {
+            ModelKind::Trees
+        } else {
+            ModelKind::Parameters
+        };
         let header = TaskHeader {
             round,
             kind: TaskKind::Evaluate as i32,
@@ -1496,9 +2091,18 @@ impl Driver {
             model_bytes: 0,
             num_chunks: 0,
             model_sha256: Vec::new(),
+            model_kind: model_kind as i32,
+            tree_plan: None,
         };
         let collected = self
-            .collect(inner, round, TaskKind::Evaluate, &sites, header)
+            .collect(
+                inner,
+                round,
+                TaskKind::Evaluate,
+                &sites,
+                header,
+                BTreeMap::new(),
+            )
             .await;
         let evals: Vec<ClientEvaluation> = collected
             .results
@@ -1514,7 +2118,9 @@ impl Driver {
                     num_examples,
                     metrics,
                 }),
-                Incoming::Update { .. } => None,
+                Incoming::Update { .. } | Incoming::Trees { .. } | Incoming::Rejected { .. } => {
+                    None
+                }
             })
             .collect();
         if evals.is_empty() {
@@ -1572,6 +2178,7 @@ impl Driver {
             participants: Vec::new(),
             dropped: Vec::new(),
             excluded: Vec::new(),
+            rejected: BTreeMap::new(),
             train_metrics: Metrics::new(),
             eval_metrics: Metrics::new(),
             epsilon: spent,

@@ -1,5 +1,6 @@
-//! Parameter encoding on the wire: little-endian `f32` bytes, split into chunks, with the
-//! SHA-256 of the whole that the receiver verifies after reassembly.
+//! Payloads on the wire: parameters as little-endian `f32` bytes (or a tree model's own
+//! encoding, carried as is), split into chunks, with the SHA-256 of the whole that the
+//! receiver verifies after reassembly.
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -124,6 +125,14 @@ impl Reassembler {
 
     /// Verifies length and checksum and decodes the parameters.
     pub fn finish(self) -> Result<Vec<f32>, ReassemblyError> {
+        let expected = self.expected;
+        let bytes = self.finish_bytes()?;
+        decode_params(&bytes).ok_or(ReassemblyError::NotF32(expected))
+    }
+
+    /// Verifies length and checksum and returns the bytes (payloads that are not parameter
+    /// vectors, such as encoded trees).
+    pub fn finish_bytes(self) -> Result<Vec<u8>, ReassemblyError> {
         if !self.is_complete() {
             return Err(ReassemblyError::Incomplete {
                 received: self.buf.len() as u64,
@@ -133,7 +142,7 @@ impl Reassembler {
         if sha256(&self.buf) != self.sha256 {
             return Err(ReassemblyError::Checksum);
         }
-        decode_params(&self.buf).ok_or(ReassemblyError::NotF32(self.expected))
+        Ok(self.buf)
     }
 }
 
@@ -154,6 +163,68 @@ mod tests {
         let back = r.finish().unwrap();
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&back), bits(&params));
+    }
+
+    #[test]
+    fn tree_payloads_reassemble_as_bytes_of_any_length() {
+        // Encoded trees are not a whole number of f32: they come back as bytes, intact.
+        let trees = Bytes::from((0u8..=250).collect::<Vec<u8>>());
+        let mut r = Reassembler::new(trees.len() as u64, sha256(&trees), 64);
+        for c in split_chunks(&trees, 64) {
+            r.push(&c).unwrap();
+        }
+        assert_eq!(r.finish_bytes().unwrap(), trees.to_vec());
+        let mut r = Reassembler::new(trees.len() as u64, sha256(&trees), 256);
+        r.push(&trees).unwrap();
+        assert_eq!(r.finish(), Err(ReassemblyError::NotF32(251)));
+        // Truncated: refused, whatever the payload.
+        let mut r = Reassembler::new(trees.len() as u64, sha256(&trees), 256);
+        r.push(&trees[..200]).unwrap();
+        assert_eq!(
+            r.finish_bytes(),
+            Err(ReassemblyError::Incomplete {
+                received: 200,
+                expected: 251
+            })
+        );
+    }
+
+    #[test]
+    fn tree_contribution_headers_round_trip_and_1_0_headers_mean_parameters() {
+        use crate::proto::{ModelKind, TreeContribution, UpdateChunk, UpdateHeader, update_chunk};
+        use prost::Message;
+        let header = UpdateHeader {
+            protocol_version: Some(crate::our_version()),
+            session: "s".into(),
+            round: 3,
+            num_examples: 10,
+            update_bytes: 251,
+            update_sha256: vec![7; 32],
+            model_kind: ModelKind::Trees as i32,
+            trees: Some(TreeContribution {
+                format_version: 1,
+                n_trees: 12,
+                n_features: 122,
+            }),
+            ..UpdateHeader::default()
+        };
+        let msg = UpdateChunk {
+            kind: Some(update_chunk::Kind::Header(header.clone())),
+        };
+        let back = UpdateChunk::decode(msg.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(back, msg);
+        // A 1.0 peer's header has no kind and no trees: it reads as parameters.
+        let old = UpdateHeader {
+            model_kind: 0,
+            trees: None,
+            ..header
+        };
+        let back = UpdateHeader::decode(old.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(
+            ModelKind::try_from(back.model_kind),
+            Ok(ModelKind::Unspecified)
+        );
+        assert!(back.trees.is_none());
     }
 
     #[test]

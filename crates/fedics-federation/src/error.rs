@@ -15,6 +15,9 @@ pub enum FederationError {
     /// Aggregation failed.
     #[error("aggregation failed: {0}")]
     Aggregate(#[from] StrategyError),
+    /// Merging the trees of a tree federation failed.
+    #[error("merging trees: {0}")]
+    Merge(#[from] fedics_fl::trees::ContributionError),
     /// A differential-privacy parameter or the accountant failed.
     #[error("differential privacy: {0}")]
     Dp(#[from] DpError),

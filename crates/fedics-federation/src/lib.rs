@@ -3,7 +3,8 @@
 //! Federated learning over a real network: the FedICS protocol `fedics.fl.v1`
 //! (`proto/fedics_fl.proto`, protobuf over gRPC with tonic), an [`Aggregator`] that runs
 //! rounds with any [`fedics_fl::strategy`] and client-level DP from [`fedics_fl::dp`], and
-//! [`run_site`], the runtime of a site around a [`fedics_fl::trainer::LocalTrainer`].
+//! [`run_site`], the runtime of a site around a [`fedics_fl::trainer::LocalTrainer`] (or
+//! [`run_tree_site`] around a [`fedics_fl::trees::TreeTrainer`]).
 //!
 //! * **Protocol**: a site `Join`s, opens the server stream `Tasks` and receives round tasks:
 //!   a header (round, training plan, DP settings, model length and SHA-256) followed by the
@@ -23,6 +24,11 @@
 //!   accounting that refuses a round past the budget. See [`aggregator`].
 //! * **Sites**: reconnect with exponential backoff and resume under the same site id. See
 //!   [`site`].
+//! * **Tree federations** (protocol 1.1): the Isolation Forest is federated by merging trees,
+//!   not by averaging ([`Aggregator::start_trees`], [`run_tree_site`]): sites contribute
+//!   variable-length encoded trees in the same chunks, validated on receipt and rejected
+//!   with a recorded reason when malformed; the global forest is sampled from the pooled
+//!   trees. See [`aggregator`].
 //!
 //! # Example
 //!
@@ -66,17 +72,18 @@ pub mod proto {
 
 pub use aggregator::{
     Aggregator, AggregatorConfig, AggregatorHandle, DpConfig, NoiseMode, RoundReport, SiteStatus,
+    TreeConfig,
 };
 pub use auth::SiteKeys;
 pub use error::{FederationError, SiteError};
 pub use observer::{ClientProgress, FlObserver, NoopObserver};
-pub use site::{Backoff, SiteConfig, SiteSummary, run_site};
+pub use site::{Backoff, SiteConfig, SiteSummary, run_site, run_tree_site};
 pub use tls::{ClientTls, ServerTls};
 
 /// Major version of the protocol this crate speaks; peers of another major are refused.
 pub const PROTOCOL_MAJOR: u32 = 1;
 /// Minor version of the protocol this crate speaks (minor versions only add fields).
-pub const PROTOCOL_MINOR: u32 = 0;
+pub const PROTOCOL_MINOR: u32 = 1;
 /// Metadata entry of the aggregator's refusal of a join after the federation finished.
 pub const FINISHED_METADATA: &str = "x-fedics-finished";
 /// Default largest chunk of model bytes per message: 1 MiB.

@@ -18,6 +18,8 @@ pub mod phase {
     pub const ROUND_STARTED: &str = "round_started";
     /// A site's update arrived and was accepted.
     pub const UPDATE_RECEIVED: &str = "update_received";
+    /// A site's update (a tree contribution) was refused on receipt; never aggregated.
+    pub const UPDATE_REJECTED: &str = "update_rejected";
     /// A site's evaluation arrived.
     pub const EVALUATION_RECEIVED: &str = "evaluation_received";
     /// The round's updates were aggregated into a new global model.

@@ -9,12 +9,19 @@
 //! which resumes it: the aggregator resends the task of a round still waiting for it. It
 //! returns when the aggregator says the federation finished, when `cancel` completes, or
 //! on a refusal that retrying cannot fix (credentials, protocol version, model size).
+//!
+//! [`run_tree_site`] is the same runtime for a tree federation around a [`TreeTrainer`]: a
+//! training task says how many trees to grow (and carries no model), the site uploads its
+//! encoded trees in chunks; an evaluation task carries the global forest, of variable length
+//! (at most [`SiteConfig::max_model_bytes`]), which the trainer validates before using it.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
 use fedics_fl::dp::{add_gaussian_noise, clip_l2, secure_rng};
 use fedics_fl::trainer::{LocalPlan, LocalTrainer};
+use fedics_fl::trees::{TreePlan, TreeTrainer};
 use prost::Message;
 use rand::Rng;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -23,12 +30,14 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
-use crate::codec::{BYTES_PER_PARAM, Reassembler, encode_params, sha256, split_chunks};
+use crate::codec::{
+    BYTES_PER_PARAM, Reassembler, decode_params, encode_params, sha256, split_chunks,
+};
 use crate::error::SiteError;
 use crate::proto::federation_client::FederationClient;
 use crate::proto::{
-    EvaluationResult, JoinRequest, LeaveRequest, NoiseMode, TaskHeader, TaskKind, TasksRequest,
-    UpdateChunk, UpdateHeader, task_message, update_chunk,
+    EvaluationResult, JoinRequest, LeaveRequest, ModelKind, NoiseMode, TaskHeader, TaskKind,
+    TasksRequest, TreeContribution, UpdateChunk, UpdateHeader, task_message, update_chunk,
 };
 use crate::tls::ClientTls;
 use crate::{DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, message_limit, our_version};
@@ -71,6 +80,9 @@ pub struct SiteConfig {
     pub backoff: Backoff,
     /// Timeout of a connection attempt (default 10 s).
     pub connect_timeout: Duration,
+    /// Tree federations: the largest global forest the site accepts, in bytes (default
+    /// 256 MiB; a parameter model's length is fixed by the trainer instead).
+    pub max_model_bytes: u64,
 }
 
 impl std::fmt::Debug for SiteConfig {
@@ -83,6 +95,7 @@ impl std::fmt::Debug for SiteConfig {
             .field("num_examples", &self.num_examples)
             .field("backoff", &self.backoff)
             .field("connect_timeout", &self.connect_timeout)
+            .field("max_model_bytes", &self.max_model_bytes)
             .finish()
     }
 }
@@ -102,6 +115,7 @@ impl SiteConfig {
             num_examples: 0,
             backoff: Backoff::default(),
             connect_timeout: Duration::from_secs(10),
+            max_model_bytes: 256 << 20,
         }
     }
 }
@@ -174,6 +188,35 @@ pub async fn run_site<F>(
 where
     F: Future<Output = ()> + Send,
 {
+    run(config, SiteModel::Params(trainer), cancel).await
+}
+
+/// Runs a site of a tree federation (see [`run_site`] and the [module documentation](self)).
+///
+/// # Errors
+/// As [`run_site`]; the aggregator also refuses a site whose rows have another number of
+/// features than the federation's, or a federation of parameters.
+pub async fn run_tree_site<F>(
+    config: SiteConfig,
+    trainer: Box<dyn TreeTrainer>,
+    cancel: F,
+) -> Result<SiteSummary, SiteError>
+where
+    F: Future<Output = ()> + Send,
+{
+    run(config, SiteModel::Trees(trainer), cancel).await
+}
+
+/// What a site trains.
+enum SiteModel {
+    Params(Box<dyn LocalTrainer>),
+    Trees(Box<dyn TreeTrainer>),
+}
+
+async fn run<F>(config: SiteConfig, trainer: SiteModel, cancel: F) -> Result<SiteSummary, SiteError>
+where
+    F: Future<Output = ()> + Send,
+{
     let auth = MetadataValue::try_from(format!("Bearer {}", config.api_key))
         .map_err(|_| SiteError::Config("the API key is not valid in metadata".into()))?;
     let mut endpoint = Endpoint::from_shared(config.server.clone())
@@ -218,7 +261,7 @@ struct Site {
     config: SiteConfig,
     endpoint: Endpoint,
     auth: BearerAuth,
-    trainer: Option<Box<dyn LocalTrainer>>,
+    trainer: Option<SiteModel>,
     summary: SiteSummary,
     session: Option<(Client, String)>,
 }
@@ -283,13 +326,24 @@ impl Site {
             Err(e) => return Ok(Ended::Lost(format!("connect: {e}"))),
         };
         let mut client = FederationClient::with_interceptor(channel.clone(), self.auth.clone());
-        let num_params = self.trainer.as_ref().map_or(0, |t| t.num_params());
+        let (num_params, kind, n_features) = match self.trainer.as_ref() {
+            Some(SiteModel::Params(t)) => (t.num_params(), ModelKind::Parameters, 0),
+            Some(SiteModel::Trees(t)) => (0, ModelKind::Trees, t.n_features()),
+            None => (0, ModelKind::Parameters, 0),
+        };
+        let Ok(n_features) = u32::try_from(n_features) else {
+            return Err(Fatal::Refused(Status::invalid_argument(format!(
+                "{n_features} features do not fit the protocol"
+            ))));
+        };
         let reply = match client
             .join(JoinRequest {
                 protocol_version: Some(our_version()),
                 site_id: self.config.site_id.clone(),
                 num_examples: self.config.num_examples,
                 num_params: num_params as u64,
+                model_kind: kind as i32,
+                n_features,
             })
             .await
         {
@@ -326,6 +380,14 @@ impl Site {
             Ok(s) => s.into_inner(),
             Err(s) => return Ok(Ended::Lost(format!("tasks: {s}"))),
         };
+        if kind == ModelKind::Trees
+            && ModelKind::try_from(reply.model_kind).unwrap_or(ModelKind::Unspecified)
+                != ModelKind::Trees
+        {
+            return Err(Fatal::Refused(Status::failed_precondition(
+                "the aggregator does not run a tree federation",
+            )));
+        }
         let expected = (num_params * BYTES_PER_PARAM) as u64;
         let mut assembly: Option<(TaskHeader, Reassembler)> = None;
         loop {
@@ -340,16 +402,36 @@ impl Site {
                     if assembly.is_some() {
                         tracing::debug!("a new task replaces an incomplete one");
                     }
-                    if h.model_bytes != expected {
+                    let fits = match kind {
+                        ModelKind::Trees => h.model_bytes <= self.config.max_model_bytes,
+                        _ => h.model_bytes == expected,
+                    };
+                    if !fits {
                         tracing::warn!(
                             round = h.round,
-                            "task with a model of {} bytes, expected {expected}; ignored",
-                            h.model_bytes
+                            "task with a model of {} bytes, expected {}; ignored",
+                            h.model_bytes,
+                            match kind {
+                                ModelKind::Trees =>
+                                    format!("at most {}", self.config.max_model_bytes),
+                                _ => expected.to_string(),
+                            }
                         );
                         assembly = None;
                         continue;
                     }
                     let r = Reassembler::new(h.model_bytes, h.model_sha256.clone(), chunk_bytes);
+                    if r.is_complete() {
+                        // No model follows (a tree training task).
+                        if let Some(ended) = self
+                            .finish_task(&mut client, &session, h, r, chunk_bytes)
+                            .await?
+                        {
+                            return Ok(ended);
+                        }
+                        assembly = None;
+                        continue;
+                    }
                     assembly = Some((h, r));
                 }
                 Some(task_message::Kind::Chunk(c)) => {
@@ -372,18 +454,11 @@ impl Site {
                     }
                     if r.is_complete()
                         && let Some((h, r)) = assembly.take()
+                        && let Some(ended) = self
+                            .finish_task(&mut client, &session, h, r, chunk_bytes)
+                            .await?
                     {
-                        match r.finish() {
-                            Ok(global) => {
-                                if let Some(ended) = self
-                                    .handle_task(&mut client, &session, h, global, chunk_bytes)
-                                    .await?
-                                {
-                                    return Ok(ended);
-                                }
-                            }
-                            Err(e) => tracing::warn!("model refused: {e}"),
-                        }
+                        return Ok(ended);
                     }
                 }
                 Some(task_message::Kind::Finished(f)) => {
@@ -393,6 +468,202 @@ impl Site {
                 }
                 None => {}
             }
+        }
+    }
+
+    /// Verifies a complete model and runs its task.
+    async fn finish_task(
+        &mut self,
+        client: &mut Client,
+        session: &str,
+        header: TaskHeader,
+        assembly: Reassembler,
+        chunk_bytes: usize,
+    ) -> Result<Option<Ended>, Fatal> {
+        let model = match assembly.finish_bytes() {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(round = header.round, "model refused: {e}");
+                return Ok(None);
+            }
+        };
+        if matches!(self.trainer, Some(SiteModel::Trees(_))) {
+            return self
+                .handle_tree_task(client, session, header, model, chunk_bytes)
+                .await;
+        }
+        match decode_params(&model) {
+            Some(global) => {
+                self.handle_task(client, session, header, global, chunk_bytes)
+                    .await
+            }
+            None => {
+                tracing::warn!(
+                    round = header.round,
+                    "model refused: not whole f32 parameters"
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// Runs one task of a tree federation; `Some(Lost)` when the connection or session
+    /// broke meanwhile.
+    async fn handle_tree_task(
+        &mut self,
+        client: &mut Client,
+        session: &str,
+        header: TaskHeader,
+        global: Vec<u8>,
+        chunk_bytes: usize,
+    ) -> Result<Option<Ended>, Fatal> {
+        let round = header.round;
+        match TaskKind::try_from(header.kind) {
+            Ok(TaskKind::Train) => {
+                let Some(tp) = header.tree_plan else {
+                    tracing::warn!(round, "tree training task without a plan; ignored");
+                    return Ok(None);
+                };
+                let plan = TreePlan {
+                    round,
+                    n_trees: tp.n_trees as usize,
+                    max_samples: tp.max_samples as usize,
+                    seed: tp.seed,
+                };
+                let wanted = tp.format_version;
+                let result = self
+                    .blocking(move |m| match m {
+                        SiteModel::Trees(t) => {
+                            let version = t.format_version();
+                            if version != wanted {
+                                return Err(format!(
+                                    "the aggregator reads tree format version {wanted}, this site writes version {version}"
+                                ));
+                            }
+                            t.grow(&plan).map_err(|e| e.to_string())
+                        }
+                        SiteModel::Params(_) => Err("not a tree site".into()),
+                    })
+                    .await?;
+                let c = match result {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!(round, "growing trees failed: {e}");
+                        self.summary.train_failures += 1;
+                        return Ok(None);
+                    }
+                };
+                let (Ok(n_trees), Ok(n_features)) = (
+                    u32::try_from(c.n_trees),
+                    u32::try_from(match &self.trainer {
+                        Some(SiteModel::Trees(t)) => t.n_features(),
+                        _ => 0,
+                    }),
+                ) else {
+                    tracing::error!(round, "the contribution's counts do not fit the protocol");
+                    self.summary.train_failures += 1;
+                    return Ok(None);
+                };
+                let header = UpdateHeader {
+                    protocol_version: Some(our_version()),
+                    session: session.to_owned(),
+                    round,
+                    num_examples: c.num_examples,
+                    metrics: c.metrics,
+                    update_bytes: c.trees.len() as u64,
+                    update_sha256: sha256(&c.trees),
+                    norm_before_clip: 0.0,
+                    model_kind: ModelKind::Trees as i32,
+                    trees: Some(TreeContribution {
+                        format_version: tp.format_version,
+                        n_trees,
+                        n_features,
+                    }),
+                };
+                self.upload(client, header, c.trees.into(), chunk_bytes)
+                    .await
+            }
+            Ok(TaskKind::Evaluate) => {
+                let result = self
+                    .blocking(move |m| match m {
+                        SiteModel::Trees(t) => t.evaluate(&global).map_err(|e| e.to_string()),
+                        SiteModel::Params(_) => Err("not a tree site".into()),
+                    })
+                    .await?;
+                self.submit_evaluation(client, session, round, result).await
+            }
+            _ => {
+                tracing::warn!(round, kind = header.kind, "unknown task kind; ignored");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Uploads an update (header, then the payload in chunks).
+    async fn upload(
+        &mut self,
+        client: &mut Client,
+        header: UpdateHeader,
+        payload: bytes::Bytes,
+        chunk_bytes: usize,
+    ) -> Result<Option<Ended>, Fatal> {
+        let round = header.round;
+        let header_msg = UpdateChunk {
+            kind: Some(update_chunk::Kind::Header(header)),
+        };
+        let messages: Vec<UpdateChunk> = std::iter::once(header_msg)
+            .chain(
+                split_chunks(&payload, chunk_bytes)
+                    .into_iter()
+                    .map(|c| UpdateChunk {
+                        kind: Some(update_chunk::Kind::Data(c)),
+                    }),
+            )
+            .collect();
+        let sent: u64 = messages.iter().map(|m| m.encoded_len() as u64).sum();
+        match client.submit_update(tokio_stream::iter(messages)).await {
+            Ok(_) => {
+                self.summary.bytes_sent += sent;
+                self.summary.rounds_trained += 1;
+                self.summary.last_round = round;
+                tracing::debug!(round, sent, "update accepted");
+                Ok(None)
+            }
+            Err(s) => self.submit_failed(round, s),
+        }
+    }
+
+    /// Sends an evaluation's result.
+    async fn submit_evaluation(
+        &mut self,
+        client: &mut Client,
+        session: &str,
+        round: u32,
+        result: Result<(u64, BTreeMap<String, f64>), String>,
+    ) -> Result<Option<Ended>, Fatal> {
+        let (num_examples, metrics) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(round, "evaluation failed: {e}");
+                self.summary.train_failures += 1;
+                return Ok(None);
+            }
+        };
+        let msg = EvaluationResult {
+            protocol_version: Some(our_version()),
+            session: session.to_owned(),
+            round,
+            num_examples,
+            metrics,
+        };
+        let sent = msg.encoded_len() as u64;
+        match client.submit_evaluation(msg).await {
+            Ok(_) => {
+                self.summary.bytes_sent += sent;
+                self.summary.evaluations += 1;
+                Ok(None)
+            }
+            Err(s) => self.submit_failed(round, s),
         }
     }
 
@@ -419,7 +690,12 @@ impl Site {
                 };
                 let global = std::sync::Arc::new(global);
                 let g = std::sync::Arc::clone(&global);
-                let result = self.blocking(move |t| t.fit(&g, &local)).await?;
+                let result = self
+                    .blocking(move |m| match m {
+                        SiteModel::Params(t) => t.fit(&g, &local).map_err(|e| e.to_string()),
+                        SiteModel::Trees(_) => Err("not a parameter site".into()),
+                    })
+                    .await?;
                 let result = match result {
                     Ok(r) if r.params.len() == global.len() => r,
                     Ok(r) => {
@@ -464,65 +740,28 @@ impl Site {
                     }
                 }
                 let bytes = encode_params(&delta);
-                let header_msg = UpdateChunk {
-                    kind: Some(update_chunk::Kind::Header(UpdateHeader {
-                        protocol_version: Some(our_version()),
-                        session: session.to_owned(),
-                        round,
-                        num_examples: result.num_examples,
-                        metrics: result.metrics.clone(),
-                        update_bytes: bytes.len() as u64,
-                        update_sha256: sha256(&bytes),
-                        norm_before_clip,
-                    })),
-                };
-                let messages: Vec<UpdateChunk> = std::iter::once(header_msg)
-                    .chain(
-                        split_chunks(&bytes, chunk_bytes)
-                            .into_iter()
-                            .map(|c| UpdateChunk {
-                                kind: Some(update_chunk::Kind::Data(c)),
-                            }),
-                    )
-                    .collect();
-                let sent: u64 = messages.iter().map(|m| m.encoded_len() as u64).sum();
-                match client.submit_update(tokio_stream::iter(messages)).await {
-                    Ok(_) => {
-                        self.summary.bytes_sent += sent;
-                        self.summary.rounds_trained += 1;
-                        self.summary.last_round = round;
-                        tracing::debug!(round, sent, "update accepted");
-                        Ok(None)
-                    }
-                    Err(s) => self.submit_failed(round, s),
-                }
-            }
-            Ok(TaskKind::Evaluate) => {
-                let result = self.blocking(move |t| t.evaluate(&global)).await?;
-                let (num_examples, metrics) = match result {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::error!(round, "evaluation failed: {e}");
-                        self.summary.train_failures += 1;
-                        return Ok(None);
-                    }
-                };
-                let msg = EvaluationResult {
+                let header = UpdateHeader {
                     protocol_version: Some(our_version()),
                     session: session.to_owned(),
                     round,
-                    num_examples,
-                    metrics,
+                    num_examples: result.num_examples,
+                    metrics: result.metrics,
+                    update_bytes: bytes.len() as u64,
+                    update_sha256: sha256(&bytes),
+                    norm_before_clip,
+                    model_kind: ModelKind::Parameters as i32,
+                    trees: None,
                 };
-                let sent = msg.encoded_len() as u64;
-                match client.submit_evaluation(msg).await {
-                    Ok(_) => {
-                        self.summary.bytes_sent += sent;
-                        self.summary.evaluations += 1;
-                        Ok(None)
-                    }
-                    Err(s) => self.submit_failed(round, s),
-                }
+                self.upload(client, header, bytes, chunk_bytes).await
+            }
+            Ok(TaskKind::Evaluate) => {
+                let result = self
+                    .blocking(move |m| match m {
+                        SiteModel::Params(t) => t.evaluate(&global).map_err(|e| e.to_string()),
+                        SiteModel::Trees(_) => Err("not a parameter site".into()),
+                    })
+                    .await?;
+                self.submit_evaluation(client, session, round, result).await
             }
             _ => {
                 tracing::warn!(round, kind = header.kind, "unknown task kind; ignored");
@@ -539,6 +778,14 @@ impl Site {
                 self.summary.rejected_updates += 1;
                 Ok(None)
             }
+            Code::InvalidArgument => {
+                // The aggregator refused what we sent (e.g. a tree contribution that failed
+                // its validation) and recorded why; the connection is fine, a reconnect
+                // would not change the verdict.
+                tracing::error!(round, "update rejected: {}", status.message());
+                self.summary.rejected_updates += 1;
+                Ok(None)
+            }
             Code::Unauthenticated | Code::PermissionDenied => Err(Fatal::Refused(status)),
             _ => Ok(Some(Ended::Lost(format!("submit: {status}")))),
         }
@@ -548,13 +795,13 @@ impl Site {
     async fn blocking<T, F>(&mut self, f: F) -> Result<T, Fatal>
     where
         T: Send + 'static,
-        F: FnOnce(&mut dyn LocalTrainer) -> T + Send + 'static,
+        F: FnOnce(&mut SiteModel) -> T + Send + 'static,
     {
         let Some(mut trainer) = self.trainer.take() else {
             return Err(Fatal::Panicked("the trainer was lost".into()));
         };
         let joined = tokio::task::spawn_blocking(move || {
-            let out = f(trainer.as_mut());
+            let out = f(&mut trainer);
             (trainer, out)
         })
         .await;

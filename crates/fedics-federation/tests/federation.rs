@@ -822,6 +822,8 @@ async fn wrong_keys_and_protocol_versions_are_refused() {
         site_id: "site-0".into(),
         num_examples: 1,
         num_params,
+        // A 1.0 peer: no model kind (parameters).
+        ..JoinRequest::default()
     };
     let err = client.join(join(1, 5)).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated);
@@ -1093,6 +1095,7 @@ async fn unclipped_client(target: String, i: usize) -> Result<(), tonic::Status>
                 site_id: site_id(i),
                 num_examples: 100,
                 num_params: (DIM + 1) as u64,
+                ..JoinRequest::default()
             },
         ))
         .await?
@@ -1130,6 +1133,7 @@ async fn unclipped_client(target: String, i: usize) -> Result<(), tonic::Status>
             update_bytes: bytes.len() as u64,
             update_sha256: sha256(&bytes),
             norm_before_clip: 0.0,
+            ..UpdateHeader::default()
         })),
     };
     let data = UpdateChunk {

@@ -1,7 +1,16 @@
 //! `fedics fl simulate`: an aggregator and N sites as real gRPC peers on loopback, in one
-//! process, federating the MLP classifier on a labelled dataset (NSL-KDD by default); one
-//! JSON object of figures. The sites train on their own partition only (raw rows never
-//! cross the protocol); the global model is evaluated on the test file after every round.
+//! process, federating the MLP classifier, the dense autoencoder or the Isolation Forest on a
+//! labelled dataset (NSL-KDD by default); one JSON object of figures. The sites train on
+//! their own partition only (raw rows never cross the protocol); the global model is
+//! evaluated on the test file after every round.
+//!
+//! The MLP and the AE are federated by parameter aggregation (any strategy, optional DP).
+//! The Isolation Forest is federated by merging trees (`fedics_fl::trees`): every round each
+//! site grows its share of `--trees` on its own benign rows, the aggregator validates the
+//! contributions and samples the new global forest from them and the previous global
+//! forest's trees; each site calibrates its own threshold on it. DP, strategies other than
+//! FedAvg and Byzantine sites are refused with `--model iforest` (they act on parameter
+//! vectors); `--local-epochs`, `--lr`, `--batch-size` and `--hidden` do not apply to it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,12 +18,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
+use fedics_detect::iforest::{IForestParams, IsolationForest};
+use fedics_detect::iforest_federated::{self, IForestMerger, IForestSite};
 use fedics_federation::{
-    Aggregator, AggregatorConfig, DpConfig, NoiseMode, RoundReport, SiteConfig, SiteKeys, run_site,
+    Aggregator, AggregatorConfig, AggregatorHandle, DpConfig, NoiseMode, RoundReport, SiteConfig,
+    SiteKeys, TreeConfig, run_site, run_tree_site,
 };
 use fedics_fl::dp::PrivacyBudget;
 use fedics_fl::strategy::{RoundSettings, StrategyConfig};
 use fedics_fl::trainer::{LocalPlan, LocalResult, LocalTrainer, TrainError};
+use fedics_fl::trees::TreeTrainer;
 use fedics_ml::federated::{MlpSpec, MlpTrainer};
 use fedics_ml::federated_ae::{AeSpec, AeTrainer};
 use fedics_ml::{AeConfig, ClassWeight, ComputeDevice, MlpConfig};
@@ -51,6 +64,8 @@ pub enum FlModel {
     Mlp,
     /// The dense autoencoder on benign rows; per-site thresholds.
     Ae,
+    /// The Isolation Forest on benign rows, federated by merging trees; per-site thresholds.
+    Iforest,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -92,6 +107,13 @@ pub struct SimulateArgs {
     /// Hidden layer widths of the MLP (the AE: encoder widths, default 64,16).
     #[arg(long, value_delimiter = ',', default_value = "64,32")]
     pub hidden: Vec<usize>,
+    /// Isolation Forest: trees of the global forest (each round the sites grow as many
+    /// together, in proportion to their rows); the central baseline has as many.
+    #[arg(long, default_value_t = 100)]
+    pub trees: usize,
+    /// Isolation Forest: rows drawn per tree.
+    #[arg(long, default_value_t = 256)]
+    pub max_samples: usize,
     /// Noise multiplier σ of client-level DP (with --dp-clip).
     #[arg(long)]
     pub dp_noise: Option<f64>,
@@ -110,7 +132,8 @@ pub struct SimulateArgs {
     pub byzantine: usize,
     #[arg(long, default_value_t = 100.0)]
     pub byzantine_scale: f32,
-    /// Also train the same MLP centrally (rounds × local epochs over all rows) and report it.
+    /// Also train the same model centrally and report it (MLP, AE: rounds × local epochs
+    /// over all rows; Isolation Forest: one forest of --trees trees on all benign rows).
     #[arg(long)]
     pub compare_central: bool,
     /// Seconds a round waits for its sites.
@@ -173,6 +196,12 @@ pub fn dp_config(
         (None, None) => None,
         _ => bail!("client-level DP needs both --dp-noise and --dp-clip"),
     })
+}
+
+/// A site's trainer, of either kind of federation.
+enum SiteTrainer {
+    Params(Box<dyn LocalTrainer>),
+    Trees(Box<dyn TreeTrainer>),
 }
 
 /// Site `i`'s trainer: Byzantine for the first `--byzantine` sites.
@@ -262,20 +291,37 @@ pub async fn run(cmd: FlCommand) -> Result<()> {
 }
 
 type Metrics = BTreeMap<String, f64>;
-/// Test metrics of global parameters, given the round's aggregated site evaluation.
-type TestFn = Box<dyn Fn(&[f32], &Metrics) -> Result<Metrics> + Send>;
+/// Test metrics of the aggregator's global model, given the round's aggregated site
+/// evaluation.
+type TestFn = Box<dyn Fn(&AggregatorHandle, &Metrics) -> Result<Metrics> + Send>;
 
-/// The model-specific part of a simulation: the sites' trainers, the initial parameters,
+/// What the sites train.
+enum Sites {
+    /// A parameter vector, from the initial parameters.
+    Params {
+        initial: Vec<f32>,
+        trainers: Vec<(usize, Box<dyn LocalTrainer>)>,
+    },
+    /// Trees, merged.
+    Trees {
+        config: TreeConfig,
+        trainers: Vec<(usize, Box<dyn TreeTrainer>)>,
+    },
+}
+
+/// The model-specific part of a simulation: the sites' trainers (and the initial model),
 /// how to test a global model, and the central baseline.
 struct Plan {
     model: &'static str,
-    num_params: usize,
-    initial: Vec<f32>,
-    trainers: Vec<(usize, Box<dyn LocalTrainer>)>,
+    /// Length of the parameter vector (`None`: trees).
+    num_params: Option<usize>,
+    sites: Sites,
     /// The sites evaluate every global model (the AE's thresholds come from them).
     site_evaluation: bool,
-    /// Test metrics of global parameters, given the round's aggregated site evaluation.
+    /// Test metrics of the global model, given the round's aggregated site evaluation.
     test: TestFn,
+    /// What the central baseline is (its `epochs`, or `trees`).
+    central_setup: Value,
     /// The central baseline's test metrics.
     central: Box<dyn FnOnce() -> Result<Metrics> + Send>,
 }
@@ -316,11 +362,14 @@ fn mlp_plan(
     );
     Ok(Plan {
         model: "mlp",
-        num_params: spec.num_params(),
-        initial: spec.initial_params(a.seed),
-        trainers,
+        num_params: Some(spec.num_params()),
+        sites: Sites::Params {
+            initial: spec.initial_params(a.seed),
+            trainers,
+        },
         site_evaluation: false,
-        test: Box::new(move |params, _| Ok(test_spec.evaluate_params(params, &xt, &yt)?.1)),
+        test: Box::new(move |h, _| Ok(test_spec.evaluate_params(&h.global_params(), &xt, &yt)?.1)),
+        central_setup: json!({"epochs": epochs}),
         central: Box::new(move || {
             let all = MlpTrainer::with_spec(spec.clone(), x_train, y_train)?;
             let r = all.train_central(epochs, lr, batch, seed)?;
@@ -367,17 +416,22 @@ fn ae_plan(
     );
     Ok(Plan {
         model: "ae",
-        num_params: spec.num_params(),
-        initial: spec.initial_params(a.seed),
-        trainers,
+        num_params: Some(spec.num_params()),
+        sites: Sites::Params {
+            initial: spec.initial_params(a.seed),
+            trainers,
+        },
         site_evaluation: true,
-        test: Box::new(move |params, sites| {
+        test: Box::new(move |h, sites| {
             let threshold = sites
                 .get("threshold")
                 .copied()
                 .context("the sites reported no threshold")?;
-            Ok(test_spec.evaluate_params(params, &xt, &yt, threshold)?.1)
+            Ok(test_spec
+                .evaluate_params(&h.global_params(), &xt, &yt, threshold)?
+                .1)
         }),
+        central_setup: json!({"epochs": epochs}),
         central: Box::new(move || {
             let benign: Vec<usize> = (0..attack_train.len())
                 .filter(|&r| !attack_train[r])
@@ -396,6 +450,99 @@ fn ae_plan(
             Ok(spec
                 .evaluate_params(&r.params, &x_test, &attack_test, threshold)?
                 .1)
+        }),
+    })
+}
+
+/// The Isolation Forest, federated by merging trees: sites grow trees on the benign rows of
+/// their partition and hold out a tenth of it (labelled) to evaluate; the test threshold is
+/// the sites' mean calibrated one. The central baseline is one forest of as many trees on
+/// every benign training row, its threshold the same quantile of their scores.
+fn iforest_plan(
+    a: &SimulateArgs,
+    d: usize,
+    x_train: Vec<f32>,
+    attack_train: Vec<bool>,
+    x_test: Vec<f32>,
+    attack_test: Vec<bool>,
+    parts: &[Vec<usize>],
+) -> Result<Plan> {
+    if a.dp_noise.is_some() || a.dp_clip.is_some() {
+        bail!(
+            "--model iforest is federated by merging trees: client-level DP clips and noises parameter updates,              a tree has no norm to clip, so --dp-noise/--dp-clip do not apply"
+        );
+    }
+    if a.strategy != StrategyConfig::FedAvg {
+        bail!(
+            "--model iforest merges trees; --strategy {} combines parameter vectors and does not apply              (leave the default fedavg: all sites, example-weighted evaluation)",
+            a.strategy
+        );
+    }
+    if a.byzantine > 0 {
+        bail!("--byzantine scales parameter updates and does not apply to --model iforest");
+    }
+    let mut trainers: Vec<(usize, Box<dyn TreeTrainer>)> = Vec::new();
+    for (i, rows) in parts.iter().enumerate() {
+        let (held, own): (Vec<usize>, Vec<usize>) = rows.iter().partition(|r| *r % 10 == 0);
+        let benign: Vec<usize> = own.into_iter().filter(|&r| !attack_train[r]).collect();
+        let site = IForestSite::new(d, gather(&x_train, d, &benign))
+            .and_then(|s| {
+                s.with_eval(
+                    gather(&x_train, d, &held),
+                    held.iter().map(|&r| attack_train[r]).collect(),
+                )
+            })
+            .with_context(|| format!("site-{i}'s data"))?;
+        trainers.push((benign.len(), Box::new(site)));
+    }
+    let (xt, yt) = (x_test.clone(), attack_test.clone());
+    let (n_trees, max_samples, seed) = (a.trees, a.max_samples, a.seed);
+    Ok(Plan {
+        model: "iforest",
+        num_params: None,
+        sites: Sites::Trees {
+            config: TreeConfig {
+                merger: std::sync::Arc::new(IForestMerger),
+                n_features: d,
+                n_trees,
+                max_samples,
+            },
+            trainers,
+        },
+        site_evaluation: true,
+        test: Box::new(move |h, sites| {
+            let bytes = h
+                .global_forest()
+                .context("the federation produced no global forest")?;
+            let forest = IsolationForest::from_bytes(&bytes)?;
+            let threshold = sites
+                .get("threshold")
+                .copied()
+                .context("the sites reported no threshold")?;
+            Ok(iforest_federated::evaluate(&forest, &xt, &yt, threshold)?.1)
+        }),
+        central_setup: json!({"trees": n_trees}),
+        central: Box::new(move || {
+            let benign: Vec<usize> = (0..attack_train.len())
+                .filter(|&r| !attack_train[r])
+                .collect();
+            let rows = gather(&x_train, d, &benign);
+            let data: Vec<f64> = rows.iter().map(|&x| f64::from(x)).collect();
+            let forest = IsolationForest::fit(
+                &data,
+                d,
+                &IForestParams {
+                    n_estimators: n_trees,
+                    max_samples,
+                    seed,
+                },
+            )?;
+            let threshold = iforest_federated::calibrate(
+                &forest,
+                &rows,
+                iforest_federated::DEFAULT_THRESHOLD_QUANTILE,
+            )?;
+            Ok(iforest_federated::evaluate(&forest, &x_test, &attack_test, threshold)?.1)
         }),
     })
 }
@@ -447,6 +594,15 @@ async fn simulate(a: SimulateArgs) -> Result<()> {
             test.is_attack.clone(),
             &parts,
         )?,
+        FlModel::Iforest => iforest_plan(
+            &a,
+            d,
+            x_train.as_slice().to_vec(),
+            train.is_attack.clone(),
+            x_test.as_slice().to_vec(),
+            test.is_attack.clone(),
+            &parts,
+        )?,
     };
 
     // Aggregator.
@@ -479,23 +635,41 @@ async fn simulate(a: SimulateArgs) -> Result<()> {
         a.dp_noise.zip(a.dp_clip),
     )
     .await?;
-    let handle = Aggregator::start(cfg, plan.initial.clone(), observer)
-        .await
-        .context("starting the aggregator")?;
+    let (handle, site_trainers) = match plan.sites {
+        Sites::Params { initial, trainers } => (
+            Aggregator::start(cfg, initial, observer).await,
+            trainers
+                .into_iter()
+                .map(|(n, t)| (n, SiteTrainer::Params(t)))
+                .collect::<Vec<_>>(),
+        ),
+        Sites::Trees { config, trainers } => (
+            Aggregator::start_trees(cfg, config, observer).await,
+            trainers
+                .into_iter()
+                .map(|(n, t)| (n, SiteTrainer::Trees(t)))
+                .collect(),
+        ),
+    };
+    let handle = handle.context("starting the aggregator")?;
     let server = format!("http://{}", handle.addr());
 
     // Sites, each with its own partition only.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut site_tasks = Vec::new();
     let mut rows_per_site = Vec::new();
-    for (i, (rows, trainer)) in plan.trainers.into_iter().enumerate() {
+    for (i, (rows, trainer)) in site_trainers.into_iter().enumerate() {
         let mut sc = SiteConfig::new(server.clone(), site_ids[i].clone(), site_keys[i].clone());
         sc.num_examples = rows as u64;
         rows_per_site.push(rows);
         let mut stop = stop_rx.clone();
-        site_tasks.push(tokio::spawn(run_site(sc, trainer, async move {
+        let stopped = async move {
             let _ = stop.wait_for(|s| *s).await;
-        })));
+        };
+        site_tasks.push(match trainer {
+            SiteTrainer::Params(t) => tokio::spawn(run_site(sc, t, stopped)),
+            SiteTrainer::Trees(t) => tokio::spawn(run_tree_site(sc, t, stopped)),
+        });
     }
     handle
         .wait_for_sites(a.sites, Duration::from_secs(60))
@@ -508,13 +682,14 @@ async fn simulate(a: SimulateArgs) -> Result<()> {
     for _ in 0..a.rounds {
         let report: RoundReport = handle.run_round().await?;
         let refused = report.refused.is_some();
-        let eval = (plan.test)(&handle.global_params(), &report.eval_metrics)?;
+        let eval = (plan.test)(&handle, &report.eval_metrics)?;
         rounds.push(json!({
             "round": report.round,
             "seconds": round4(report.seconds),
             "participants": report.participants,
             "dropped": report.dropped,
             "excluded": report.excluded,
+            "rejected": report.rejected,
             "train": metrics_json(&report.train_metrics),
             "sites_eval": metrics_json(&report.eval_metrics),
             "test": metrics_json(&eval),
@@ -548,17 +723,17 @@ async fn simulate(a: SimulateArgs) -> Result<()> {
     let central = if a.compare_central {
         let t0 = Instant::now();
         let eval = tokio::task::spawn_blocking(plan.central).await??;
-        Some(json!({
-            "epochs": a.rounds * a.local_epochs,
-            "seconds": round4(t0.elapsed().as_secs_f64()),
-            "test": metrics_json(&eval),
-        }))
+        let mut central = plan.central_setup;
+        central["seconds"] = json!(round4(t0.elapsed().as_secs_f64()));
+        central["test"] = metrics_json(&eval);
+        Some(central)
     } else {
         None
     };
     let out = json!({
         "model": plan.model,
         "params": plan.num_params,
+        "trees": (plan.num_params.is_none()).then_some(a.trees),
         "sites": a.sites,
         "rows_per_site": rows_per_site,
         "partition": match a.partition { Partition::Iid => "iid", Partition::ByAttackCategory => "by-attack-category" },

@@ -1,5 +1,6 @@
 //! `fedics fl simulate` end to end on NSL-KDD: real gRPC peers on loopback federating the
-//! MLP; the federated model is compared with central training, and with one Byzantine site
+//! MLP (and the autoencoder, and the Isolation Forest by merging trees); the federated model
+//! is compared with central training, and with one Byzantine site
 //! of five the robust strategies hold while FedAvg degrades (measured here, not assumed).
 
 use std::path::PathBuf;
@@ -415,4 +416,105 @@ fn three_sites_federate_the_autoencoder_with_per_site_thresholds() {
         (fed - central).abs() < 0.03,
         "federated {fed} vs central {central}"
     );
+}
+
+/// `fl simulate` on NSL-KDD files of `train` and `test` lines (a slice keeps it quick).
+fn simulate_slice(train: usize, test: usize, extra: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let (tr, te) = (dir.path().join("train.txt"), dir.path().join("test.txt"));
+    std::fs::write(&tr, nsl_kdd_lines("KDDTrain+.txt.gz")[..train].join("\n")).unwrap();
+    std::fs::write(&te, nsl_kdd_lines("KDDTest+.txt.gz")[..test].join("\n")).unwrap();
+    Command::new(BIN)
+        .args(["fl", "simulate", "--dataset", "nsl-kdd", "--json"])
+        .arg("--train")
+        .arg(&tr)
+        .arg("--test")
+        .arg(&te)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("fedics runs")
+}
+
+#[test]
+fn three_sites_federate_the_isolation_forest_by_merging_trees() {
+    let common = ["--sites", "3", "--model", "iforest", "--trees", "60"];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(fedics_store::testing::TestDb::new(
+        fedics_store::Engine::Sqlite,
+    ));
+    let out = simulate_slice(
+        8000,
+        4000,
+        &[
+            &common[..],
+            &["--rounds", "3", "--compare-central", "--db", db.url()],
+        ]
+        .concat(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["model"], "iforest");
+    assert_eq!(v["trees"], 60);
+    let rounds = v["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 3, "{v}");
+    for (k, r) in rounds.iter().enumerate() {
+        assert_eq!(r["participants"].as_array().unwrap().len(), 3, "{r}");
+        assert_eq!(r["rejected"], serde_json::json!({}), "{r}");
+        assert_eq!(r["train"]["agg.trees"], 60.0, "{r}");
+        assert_eq!(r["train"]["agg.contributed_trees"], 60.0, "{r}");
+        // The pool: the contributions, and from round 2 the global forest's trees too.
+        let pool = if k == 0 { 60.0 } else { 120.0 };
+        assert_eq!(r["train"]["agg.pool_trees"], pool, "{r}");
+        // Every site calibrated its own threshold; the test uses their weighted mean.
+        let t = r["sites_eval"]["threshold"].as_f64().expect("thresholds");
+        assert!(t > 0.0 && t < 1.0, "{r}");
+        assert_eq!(r["test"]["threshold"], r["sites_eval"]["threshold"], "{r}");
+        assert!(r["sites_eval"]["roc_auc"].as_f64().is_some(), "{r}");
+        assert!(
+            r["bytes_received"].as_u64().unwrap() > 0,
+            "trees crossed the wire"
+        );
+        assert_eq!(r["epsilon"], Value::Null);
+    }
+    let fed = v["final"]["roc_auc"].as_f64().unwrap();
+    let central = v["central"]["test"]["roc_auc"].as_f64().unwrap();
+    assert_eq!(v["central"]["trees"], 60);
+    println!("iforest: federated ROC-AUC {fed:.4}, central {central:.4}");
+    assert!(fed > 0.8, "{v}");
+    assert!(
+        (fed - central).abs() < 0.05,
+        "federated {fed} vs central {central}"
+    );
+    // The rounds and every site's contribution are recorded as for the other models.
+    rt.block_on(async {
+        let store = db.open().await;
+        let (recorded, total) = store.list_fl_rounds(10, 0).await.unwrap();
+        assert_eq!(total, 3);
+        assert!(
+            recorded
+                .iter()
+                .all(|r| r.status == fedics_store::RoundStatus::Completed && r.progress == 100)
+        );
+        for r in &recorded {
+            assert_eq!(store.fl_round_clients(r.id).await.unwrap().len(), 3);
+        }
+        store.close().await;
+    });
+
+    // What acts on parameter vectors is refused, with a reason.
+    for (extra, why) in [
+        (&["--dp-noise", "1.0", "--dp-clip", "1.0"][..], "dp"),
+        (&["--strategy", "median"][..], "median"),
+        (&["--byzantine", "1"][..], "byzantine"),
+    ] {
+        let out = simulate_slice(600, 100, &[&common[..], &["--rounds", "1"], extra].concat());
+        assert!(!out.status.success(), "{extra:?} must be refused");
+        let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        assert!(err.contains(why) && err.contains("iforest"), "{err}");
+    }
 }
