@@ -156,6 +156,28 @@ await step("overview first load", async () => {
   }
 });
 
+await step("per-facility traffic and anomaly charts render", async () => {
+  const t0 = Date.now();
+  const handle = await page.waitForFunction(
+    () => {
+      const el = document.querySelector("#rates [data-testid=rates-facilities]");
+      const names = el?.getAttribute("data-facilities") ?? "";
+      return names && document.querySelectorAll("#rates canvas").length >= 2 ? names : null;
+    },
+    null,
+    { timeout: 60_000, polling: 250 },
+  );
+  const names = String(await handle.jsonValue()).split(",").filter(Boolean);
+  figures.rates_chart_ms = Date.now() - t0;
+  figures.rates_facilities = names;
+  check(names.length >= 1, "no facility in the rates chart");
+  const r = await apiGet("/api/pipeline/counters");
+  check(r.status === 200, `/api/pipeline/counters answered ${r.status}`);
+  const last = r.body.samples?.at(-1)?.counters?.facilities ?? {};
+  for (const n of names) check(n in last, `charted facility ${n} is not in the pipeline's counters`);
+  log(`rates charted for ${names.join(", ")} (${r.body.samples.length} samples on the server)`);
+});
+
 await step("live alert appears without reload", async () => {
   await page.locator('[data-connection="open"]').waitFor({ timeout: 30_000 });
   const marker = await page.evaluate(() => (window.__e2eMarker = Math.random()));
@@ -359,6 +381,25 @@ await step("federation page shows a completed round with its ε", async () => {
   );
   await page.locator("[data-testid=ledger-table] tbody tr").first().waitFor();
   await shot("09-federation");
+});
+
+await step("federation page shows the strategy and DP settings", async () => {
+  const r = await apiGet("/api/fl/privacy-metrics");
+  check(r.status === 200, `/api/fl/privacy-metrics answered ${r.status}`);
+  const f = r.body.federation;
+  check(f && f.strategy, "the API reports no federation configuration");
+  await page.waitForFunction(
+    (want) => document.querySelector("[data-testid=fl-strategy]")?.getAttribute("data-strategy") === want,
+    f.strategy,
+    { timeout: 30_000, polling: 250 },
+  );
+  const shown = (await page.locator("[data-testid=fl-strategy]").textContent())?.trim() ?? "";
+  const dp = (await page.locator("[data-testid=fl-dp]").textContent())?.trim() ?? "";
+  check(shown.length > 0, "the strategy is empty");
+  check(f.dp ? dp.includes(f.dp.mode) : dp === "off", `DP shown as "${dp}" for ${JSON.stringify(f.dp)}`);
+  figures.fl_strategy = shown;
+  figures.fl_dp = dp;
+  log(`strategy: ${shown}; DP: ${dp}`);
 });
 
 await step("heap stays bounded on the overview", async () => {

@@ -95,25 +95,37 @@ describe("LiveStore", () => {
     expect(s.getSnapshot().predictions).toHaveLength(PREDICTIONS_MAX);
   });
 
-  it("turns dashboard counters into flows/s and anomalies/s", () => {
+  it("turns per-facility counters into flows/s and the share of anomalous flows", () => {
+    const s = new LiveStore();
+    const t0 = Date.UTC(2026, 0, 1);
+    s.handle("dashboard_update", dash(t0, 1000, 10, { a: { flows_in: 1000, anomalies: 10 } }));
+    expect(s.getSnapshot().rates.t).toHaveLength(0);
+    s.handle("dashboard_update", dash(t0 + 5000, 1500, 60, { a: { flows_in: 1500, anomalies: 60 } }));
+    const r = s.getSnapshot().rates;
+    expect(r.perFacility).toBe(true);
+    expect(r.series.a!.flowsPerS).toEqual([100]);
+    expect(r.series.a!.anomalyRate).toEqual([0.1]);
+  });
+
+  it("draws nothing from totals alone", () => {
     const s = new LiveStore();
     const t0 = Date.UTC(2026, 0, 1);
     s.handle("dashboard_update", dash(t0, 1000, 10));
-    expect(s.getSnapshot().rates.t).toHaveLength(0);
     s.handle("dashboard_update", dash(t0 + 5000, 1500, 20));
-    const r = s.getSnapshot().rates;
-    expect(r.perFacility).toBe(false);
-    expect(r.series.all!.flowsPerS).toEqual([100]);
-    expect(r.series.all!.anomalyRate).toEqual([2]);
+    expect(s.getSnapshot().rates.t).toHaveLength(0);
+    expect(s.getSnapshot().rates.perFacility).toBe(false);
+    expect(s.getSnapshot().dashboard?.pipeline?.flows_in).toBe(1500);
   });
 
   it("leaves a gap (not a negative rate) when the counters restart", () => {
     const s = new LiveStore();
     const t0 = Date.UTC(2026, 0, 1);
-    s.handle("dashboard_update", dash(t0, 1000, 10));
-    s.handle("dashboard_update", dash(t0 + 5000, 20, 0));
-    s.handle("dashboard_update", dash(t0 + 10000, 520, 5));
-    expect(s.getSnapshot().rates.series.all!.flowsPerS).toEqual([null, 100]);
+    const f = (n: number) => ({ a: { flows_in: n, anomalies: 0 } });
+    s.handle("dashboard_update", dash(t0, 0, 0, f(1000)));
+    s.handle("dashboard_update", dash(t0 + 5000, 0, 0, f(20)));
+    s.handle("dashboard_update", dash(t0 + 10000, 0, 0, f(520)));
+    expect(s.getSnapshot().rates.series.a!.flowsPerS).toEqual([null, 100]);
+    expect(s.getSnapshot().rates.series.a!.anomalyRate).toEqual([null, 0]);
   });
 
   it("keeps one series per facility when the server reports them, bounded", () => {
@@ -130,7 +142,39 @@ describe("LiveStore", () => {
     expect(r.series.a!.flowsPerS).toHaveLength(POINTS_MAX);
     expect(r.series.b!.flowsPerS).toHaveLength(POINTS_MAX);
     expect(r.series.a!.flowsPerS.at(-1)).toBe(10);
+    expect(r.series.a!.anomalyRate.at(-1)).toBe(0.02);
     expect(r.series.b!.flowsPerS.at(-1)).toBe(2);
+  });
+
+  it("seeds the charts from the server's samples and continues with the live feed", () => {
+    const s = new LiveStore();
+    const t0 = Date.UTC(2026, 0, 1);
+    const sample = (i: number) => ({
+      timestamp: new Date(t0 + i * 5000).toISOString(),
+      counters: { facilities: { a: { flows_in: i * 100, anomalies: i * 5 }, b: { flows_in: i * 20, anomalies: 0 } } },
+    });
+    // One live message arrived before the REST answer.
+    s.handle("dashboard_update", dash(t0 + 3 * 5000, 0, 0, { a: { flows_in: 300, anomalies: 15 }, b: { flows_in: 60, anomalies: 0 } }));
+    s.seedCounters([sample(2), sample(0), sample(1)] as never);
+    let r = s.getSnapshot().rates;
+    expect(r.t).toEqual([t0 + 5000, t0 + 10000, t0 + 15000]);
+    expect(r.series.a!.flowsPerS).toEqual([20, 20, 20]);
+    expect(r.series.a!.anomalyRate).toEqual([0.05, 0.05, 0.05]);
+    expect(r.series.b!.flowsPerS).toEqual([4, 4, 4]);
+    // The next live message continues from the newest baseline.
+    s.handle("dashboard_update", dash(t0 + 4 * 5000, 0, 0, { a: { flows_in: 400, anomalies: 20 }, b: { flows_in: 80, anomalies: 0 } }));
+    r = s.getSnapshot().rates;
+    expect(r.t).toHaveLength(4);
+    expect(r.series.a!.flowsPerS.at(-1)).toBe(20);
+  });
+
+  it("ignores malformed samples and a server without a pipeline", () => {
+    const s = new LiveStore();
+    const before = s.getSnapshot().rates;
+    s.seedCounters([]);
+    s.seedCounters([{ timestamp: "not a time", counters: { facilities: { a: { flows_in: 1, anomalies: 0 } } } }] as never);
+    s.seedCounters([{ timestamp: new Date().toISOString(), counters: { flows_in: 5 } }] as never);
+    expect(s.getSnapshot().rates).toBe(before);
   });
 
   it("tracks the federation round and its clients from fl_progress", () => {

@@ -33,7 +33,9 @@ use tokio::task::JoinHandle;
 pub use correlate::Correlator;
 pub use join::Join;
 pub use stages::{ORIGIN_HEADER, publish_flows};
-pub use stats::{LatencyRecorder, Stats, StatsSnapshot};
+pub use stats::{
+    FacilityCount, FacilitySnapshot, LatencyRecorder, MAX_FACILITIES, Stats, StatsSnapshot,
+};
 
 use stages::{Persist, StageCtx};
 

@@ -18,7 +18,7 @@ use fedics_store::{ClassificationRecord, Store, StoredFlow, WriteBatch};
 
 use crate::correlate::{Correlator, absorb};
 use crate::join::{Completed, Join};
-use crate::stats::{LatencyRecorder, Stats, now_micros};
+use crate::stats::{FacilityBatch, LatencyRecorder, Stats, now_micros};
 
 /// Header carrying the wall-clock time (µs since epoch) a flow entered the pipeline.
 pub const ORIGIN_HEADER: &str = "fedics-origin-us";
@@ -175,7 +175,9 @@ pub(crate) async fn detect<B: Bus>(
                 all.push(v);
             }
         }
+        let mut per_facility = FacilityBatch::default();
         for ((flow, vs), org) in flows.iter().zip(verdicts).zip(origins) {
+            per_facility.flow(&flow.facility_id, vs.iter().any(|v| v.is_anomaly));
             let mut attached = false;
             for (d, v) in detectors.iter().zip(vs) {
                 anomalies += u64::from(v.is_anomaly);
@@ -197,6 +199,7 @@ pub(crate) async fn detect<B: Bus>(
         }
         commit(&mut consumer, &batch, STAGE);
         Stats::add(&ctx.stats.anomalies, anomalies);
+        ctx.stats.facilities.add(per_facility);
         Stats::busy(&ctx.stats.busy_detect_ns, started);
         metrics::histogram!("fedics_stage_batch_seconds", "stage" => STAGE)
             .record(started.elapsed().as_secs_f64());

@@ -2,6 +2,7 @@
 //! the end-to-end latency recorder. Prometheus metrics are emitted alongside through the
 //! `metrics` facade.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -28,6 +29,8 @@ pub struct Stats {
     pub busy_classify_ns: AtomicU64,
     pub busy_predict_ns: AtomicU64,
     pub busy_persist_ns: AtomicU64,
+    /// Flows taken in and flows judged anomalous, per facility (detect stage).
+    pub facilities: FacilityCounters,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -99,6 +102,97 @@ impl Stats {
     }
 }
 
+/// Facilities counted separately at most; flows of any further facility are counted in
+/// [`FacilitySnapshot::overflow`] (facility ids come from the data).
+pub const MAX_FACILITIES: usize = 256;
+
+/// Longest facility id counted under its own name (bytes); longer ones go to the overflow.
+pub const MAX_FACILITY_ID_BYTES: usize = 128;
+
+/// Cumulative counts of one facility.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FacilityCount {
+    /// Flows the detect stage took in (decoded and judged).
+    pub flows_in: u64,
+    /// Of those, flows with at least one anomalous verdict (a flow flagged by two detectors
+    /// counts once).
+    pub anomalies: u64,
+}
+
+impl FacilityCount {
+    fn add(&mut self, o: FacilityCount) {
+        self.flows_in = self.flows_in.saturating_add(o.flows_in);
+        self.anomalies = self.anomalies.saturating_add(o.anomalies);
+    }
+}
+
+/// Per-facility counters, bounded to [`MAX_FACILITIES`] names.
+#[derive(Debug, Default)]
+pub struct FacilityCounters {
+    inner: Mutex<FacilitySnapshot>,
+}
+
+/// A point-in-time copy of [`FacilityCounters`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FacilitySnapshot {
+    /// By facility id.
+    pub facilities: BTreeMap<String, FacilityCount>,
+    /// Flows of facilities beyond [`MAX_FACILITIES`] (or with ids longer than
+    /// [`MAX_FACILITY_ID_BYTES`]), all together.
+    pub overflow: FacilityCount,
+}
+
+/// Counts of one batch by facility, added to [`FacilityCounters`] under one lock.
+#[derive(Debug, Default)]
+pub struct FacilityBatch {
+    // Few facilities per batch: a linear scan beats hashing.
+    counts: Vec<(String, FacilityCount)>,
+}
+
+impl FacilityBatch {
+    /// One flow of `facility`, anomalous or not.
+    pub fn flow(&mut self, facility: &str, anomalous: bool) {
+        let add = FacilityCount {
+            flows_in: 1,
+            anomalies: u64::from(anomalous),
+        };
+        match self.counts.iter_mut().find(|(f, _)| f.as_str() == facility) {
+            Some((_, c)) => c.add(add),
+            None => self.counts.push((facility.to_string(), add)),
+        }
+    }
+}
+
+impl FacilityCounters {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FacilitySnapshot> {
+        // Every update is a sequence of saturating additions: a panic mid-way cannot leave
+        // the map inconsistent, so poisoning is ignored.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a batch's counts.
+    pub fn add(&self, batch: FacilityBatch) {
+        if batch.counts.is_empty() {
+            return;
+        }
+        let mut s = self.lock();
+        for (facility, c) in batch.counts {
+            let known = s.facilities.len();
+            match s.facilities.get_mut(&facility) {
+                Some(e) => e.add(c),
+                None if known < MAX_FACILITIES && facility.len() <= MAX_FACILITY_ID_BYTES => {
+                    s.facilities.insert(facility, c);
+                }
+                None => s.overflow.add(c),
+            }
+        }
+    }
+
+    pub fn snapshot(&self) -> FacilitySnapshot {
+        self.lock().clone()
+    }
+}
+
 /// End-to-end latencies (flow emitted → classified), in microseconds.
 #[derive(Debug, Default)]
 pub struct LatencyRecorder {
@@ -143,4 +237,65 @@ pub fn now_micros() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facility_counts_add_up_per_facility() {
+        let c = FacilityCounters::default();
+        let mut b = FacilityBatch::default();
+        b.flow("plant-a", false);
+        b.flow("plant-b", true);
+        b.flow("plant-a", true);
+        c.add(b);
+        let mut b = FacilityBatch::default();
+        b.flow("plant-a", false);
+        c.add(b);
+        let s = c.snapshot();
+        assert_eq!(
+            s.facilities.get("plant-a"),
+            Some(&FacilityCount {
+                flows_in: 3,
+                anomalies: 1
+            })
+        );
+        assert_eq!(
+            s.facilities.get("plant-b"),
+            Some(&FacilityCount {
+                flows_in: 1,
+                anomalies: 1
+            })
+        );
+        assert_eq!(s.overflow, FacilityCount::default());
+    }
+
+    #[test]
+    fn facility_map_is_bounded_and_counts_the_overflow() {
+        let c = FacilityCounters::default();
+        for i in 0..MAX_FACILITIES + 10 {
+            let mut b = FacilityBatch::default();
+            b.flow(&format!("f{i:04}"), i % 2 == 0);
+            c.add(b);
+        }
+        let mut b = FacilityBatch::default();
+        b.flow(&"x".repeat(MAX_FACILITY_ID_BYTES + 1), true);
+        // A facility already known keeps being counted under its name.
+        b.flow("f0000", false);
+        c.add(b);
+        let s = c.snapshot();
+        assert_eq!(s.facilities.len(), MAX_FACILITIES);
+        assert_eq!(s.facilities["f0000"].flows_in, 2);
+        assert_eq!(
+            s.overflow,
+            FacilityCount {
+                flows_in: 11,
+                anomalies: 6
+            }
+        );
+        let total: u64 = s.facilities.values().map(|f| f.flows_in).sum();
+        assert_eq!(total + s.overflow.flows_in, (MAX_FACILITIES + 12) as u64);
+    }
 }

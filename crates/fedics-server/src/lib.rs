@@ -46,14 +46,18 @@ use metrics_exporter_prometheus::PrometheusHandle;
 pub use auth::{AuthConfig, AuthMode, Principal, PrincipalKind};
 pub use error::ApiError;
 pub use openapi::openapi_document;
+pub use routes::pipeline::{
+    FacilityCounters, HISTORY_MAX, PipelineCounters, PipelineHistory, PipelineSample,
+};
 pub use ws::Hub;
 
 /// What the server knows of the pipeline running beside it (if any).
 pub trait PipelineStatus: Send + Sync {
     /// Whether every stage is running.
     fn running(&self) -> bool;
-    /// Live counters for `dashboard_update` messages (flows in, anomalies, alerts…).
-    fn snapshot(&self) -> serde_json::Value;
+    /// Live counters (flows in, anomalies, alerts…, per facility), sampled for
+    /// `dashboard_update` messages and `GET /api/pipeline/counters`.
+    fn snapshot(&self) -> PipelineCounters;
 }
 
 /// Starts a federated-learning round on request (`POST /api/fl/rounds/trigger`). Provided

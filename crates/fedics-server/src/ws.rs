@@ -8,14 +8,17 @@
 //! * Server pushes `{"type", "data"}`: `alert_created`, `alert_updated` (rooms `alerts`,
 //!   `dashboard`), `attack_detected` and `prediction_created`/`prediction_updated`
 //!   (`attack-graph`, `dashboard`), `fl_progress` (`fl-status`, `dashboard`) and periodic
-//!   `dashboard_update` (`dashboard`).
+//!   `dashboard_update` (`dashboard`: alert stats, the pipeline's cumulative counters as in
+//!   [`crate::PipelineCounters`] with `facilities` = `{"<facility>": {"flows_in", "anomalies"}}`,
+//!   the current round, connections, timestamp). Each tick's counters are also kept as a
+//!   sample for `GET /api/pipeline/counters`.
 //!
 //! Each message is built and serialised once and delivered once to every connection
 //! subscribed to at least one of its rooms. Every connection has a bounded queue; a
 //! connection whose queue is full is closed with code 1013 and a reason, so one slow client
 //! never delays the others or grows memory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,6 +33,7 @@ use serde::Deserialize;
 use tokio::sync::{Notify, broadcast, mpsc};
 
 use crate::error::{ApiError, ErrorBody};
+use crate::routes::pipeline::{HISTORY_MAX, PipelineSample};
 use crate::{AppState, PipelineStatus, auth};
 
 /// Room bits.
@@ -58,6 +62,9 @@ fn room_names(bits: u8) -> Vec<&'static str> {
         .collect()
 }
 
+/// Shortest interval of `dashboard_update` (and of pipeline samples).
+const MIN_DASHBOARD_EVERY: Duration = Duration::from_millis(100);
+
 /// Close code for a client that cannot keep up (RFC 6455 1013, "try again later").
 const CLOSE_TOO_SLOW: u16 = 1013;
 
@@ -77,6 +84,9 @@ struct HubInner {
     conns: Mutex<HashMap<u64, Conn>>,
     next_id: AtomicU64,
     queue: usize,
+    /// The pipeline's latest counter samples (one per `dashboard_update` tick), oldest first.
+    samples: Mutex<VecDeque<PipelineSample>>,
+    interval: Duration,
 }
 
 /// The connections and the tasks that feed them. Cheap to clone.
@@ -86,8 +96,8 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Starts following `store`'s change feed (and sending `dashboard_update` every
-    /// `dashboard_every`). Needs a Tokio runtime.
+    /// Starts following `store`'s change feed (and, every `dashboard_every`, sampling the
+    /// pipeline's counters and sending `dashboard_update`). Needs a Tokio runtime.
     pub fn start(
         store: Store,
         queue: usize,
@@ -99,17 +109,40 @@ impl Hub {
                 conns: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 queue: queue.max(1),
+                samples: Mutex::new(VecDeque::with_capacity(HISTORY_MAX)),
+                interval: dashboard_every.max(MIN_DASHBOARD_EVERY),
             }),
         };
         let rx = store.subscribe_changes();
         tokio::spawn(follow_changes(hub.clone(), store.clone(), rx));
-        tokio::spawn(dashboard_updates(
-            hub.clone(),
-            store,
-            dashboard_every,
-            pipeline,
-        ));
+        tokio::spawn(dashboard_updates(hub.clone(), store, pipeline));
         hub
+    }
+
+    /// The pipeline's latest counter samples, oldest first (empty without a pipeline).
+    pub fn pipeline_samples(&self) -> Vec<PipelineSample> {
+        self.samples().iter().cloned().collect()
+    }
+
+    /// Time between two samples (and two `dashboard_update` messages).
+    pub fn sample_interval(&self) -> Duration {
+        self.inner.interval
+    }
+
+    fn samples(&self) -> std::sync::MutexGuard<'_, VecDeque<PipelineSample>> {
+        // Pushes and pops only: poisoning cannot leave the queue inconsistent.
+        self.inner
+            .samples
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn record_sample(&self, sample: PipelineSample) {
+        let mut q = self.samples();
+        while q.len() >= HISTORY_MAX {
+            q.pop_front();
+        }
+        q.push_back(sample);
     }
 
     /// Connections open now.
@@ -285,19 +318,23 @@ async fn publish(
     Ok(())
 }
 
-/// `dashboard_update` every `every`, while someone is in the dashboard room.
-async fn dashboard_updates(
-    hub: Hub,
-    store: Store,
-    every: Duration,
-    pipeline: Option<Arc<dyn PipelineStatus>>,
-) {
-    let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+/// Every interval: a sample of the pipeline's counters (kept for `/api/pipeline/counters`)
+/// and, while someone is in the dashboard room, `dashboard_update`.
+async fn dashboard_updates(hub: Hub, store: Store, pipeline: Option<Arc<dyn PipelineStatus>>) {
+    let mut tick = tokio::time::interval(hub.inner.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         if Arc::strong_count(&hub.inner) == 1 {
             return; // the server is gone
+        }
+        let timestamp = chrono::Utc::now();
+        let counters = pipeline.as_ref().map(|p| p.snapshot());
+        if let Some(c) = &counters {
+            hub.record_sample(PipelineSample {
+                timestamp,
+                counters: c.clone(),
+            });
         }
         if hub.subscribed() & DASHBOARD == 0 {
             continue;
@@ -312,10 +349,10 @@ async fn dashboard_updates(
         let round = store.current_fl_round().await.ok().flatten();
         let data = serde_json::json!({
             "alerts": stats,
-            "pipeline": pipeline.as_ref().map(|p| p.snapshot()),
+            "pipeline": counters,
             "fl_round": round,
             "connections": hub.connections(),
-            "timestamp": chrono::Utc::now(),
+            "timestamp": timestamp,
         });
         if let Some(m) = message("dashboard_update", data) {
             hub.broadcast(DASHBOARD, m);

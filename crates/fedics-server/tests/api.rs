@@ -7,7 +7,8 @@ use chrono::Duration;
 use common::{Who, alert, base, prediction, uid};
 use fedics_core::Severity;
 use fedics_store::{
-    ClientStatus, FlClientRow, NewApiKey, NewFlRound, NewUser, PrivacyEntry, Role, WriteBatch,
+    ClientStatus, FlClientRow, FlDpSettings, FlFederationRow, NewApiKey, NewFlRound, NewUser,
+    PrivacyEntry, Role, WriteBatch,
 };
 use serde_json::{Value, json};
 
@@ -61,6 +62,7 @@ fn routes(
             Some(json!({"progress": 10})),
         ),
         (M::GET, "/api/fl/privacy-metrics".into(), v, None),
+        (M::GET, "/api/pipeline/counters".into(), v, None),
         (M::GET, "/api/predictions".into(), v, None),
         (
             M::POST,
@@ -650,6 +652,101 @@ api_test!(latest_prediction_is_404_when_there_is_none, |h| {
     let ans = h.get("/api/fl/privacy-metrics", Who::Viewer).await;
     assert_eq!(ans.body["epsilon"], Value::Null);
     assert_eq!(ans.body["ledger"], json!([]));
+    assert_eq!(ans.body["federation"], Value::Null);
+    assert_eq!(ans.body["aggregation"], Value::Null);
+});
+
+api_test!(pipeline_counters_without_a_pipeline, |h| {
+    let ans = h.get("/api/pipeline/counters", Who::Viewer).await;
+    assert_eq!(ans.status, StatusCode::OK, "{}", ans.body);
+    assert_eq!(ans.body["running"], Value::Null);
+    assert_eq!(ans.body["samples"], json!([]));
+    assert_eq!(ans.body["interval_s"], 5.0);
+    let ans = h.get("/api/pipeline/counters", Who::Anonymous).await;
+    assert_eq!(ans.status, StatusCode::UNAUTHORIZED);
+});
+
+api_test!(privacy_metrics_show_the_federation_configuration, |h| {
+    let fed =
+        |id: &str, strategy: &str, params: &[(&str, f64)], dp: bool, at: i64| FlFederationRow {
+            id: id.into(),
+            strategy: strategy.into(),
+            strategy_params: params.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            local_epochs: 1,
+            learning_rate: 0.01,
+            fraction_fit: 1.0,
+            total_sites: 3,
+            dp: dp.then(|| FlDpSettings {
+                noise_multiplier: 1.1,
+                clip_norm: 1.0,
+                mode: "central".into(),
+                max_epsilon: 8.0,
+                delta: 1e-5,
+            }),
+            started_at: base() + Duration::seconds(at),
+            updated_at: base() + Duration::seconds(at),
+        };
+    let entry = |federation: &str, round: i64, epsilon: f64| PrivacyEntry {
+        federation_id: federation.into(),
+        round_number: round,
+        site_id: None,
+        sampling_rate: 1.0,
+        noise_multiplier: 1.1,
+        clip_norm: 1.0,
+        epsilon,
+        delta: 1e-5,
+        recorded_at: base(),
+    };
+    h.store
+        .upsert_fl_federation(&fed("fed-dp", "fedprox", &[("mu", 0.01)], true, 0))
+        .await
+        .unwrap();
+    for (round, eps) in [(1, 0.5), (2, 0.9)] {
+        h.store
+            .record_privacy(&entry("fed-dp", round, eps))
+            .await
+            .unwrap();
+    }
+    let pm = h.get("/api/fl/privacy-metrics", Who::Viewer).await;
+    assert_eq!(pm.status, StatusCode::OK, "{}", pm.body);
+    assert_eq!(pm.body["federation"]["id"], "fed-dp");
+    assert_eq!(pm.body["federation"]["strategy"], "fedprox");
+    assert_eq!(
+        pm.body["federation"]["strategy_params"],
+        json!({"mu": 0.01})
+    );
+    assert_eq!(pm.body["federation"]["dp"]["noise_multiplier"], 1.1);
+    assert_eq!(pm.body["federation"]["dp"]["mode"], "central");
+    assert_eq!(pm.body["aggregation"], "dp-clipped-mean");
+    assert_eq!(pm.body["epsilon"], 0.9);
+    assert_eq!(pm.body["rounds"], 2);
+    // No budget configured on the server: the federation's own.
+    assert_eq!(pm.body["budget"], 8.0);
+    assert_eq!(pm.body["remaining"], 8.0 - 0.9);
+
+    // A newer federation without DP: its strategy, and no ε of its own.
+    h.store
+        .upsert_fl_federation(&fed(
+            "fed-plain",
+            "trimmed-mean",
+            &[("beta", 0.2)],
+            false,
+            60,
+        ))
+        .await
+        .unwrap();
+    let pm = h.get("/api/fl/privacy-metrics", Who::Viewer).await;
+    assert_eq!(pm.body["federation"]["id"], "fed-plain");
+    assert_eq!(
+        pm.body["federation"]["strategy_params"],
+        json!({"beta": 0.2})
+    );
+    assert_eq!(pm.body["federation"]["dp"], Value::Null);
+    assert_eq!(pm.body["aggregation"], "trimmed-mean");
+    assert_eq!(pm.body["epsilon"], Value::Null);
+    assert_eq!(pm.body["rounds"], 0);
+    assert_eq!(pm.body["budget"], Value::Null);
+    assert_eq!(pm.body["ledger"].as_array().map(Vec::len), Some(2));
 });
 
 api_test!(federation_rounds_clients_and_ledger, |h| {
@@ -1109,6 +1206,7 @@ fn openapi_covers_every_route() {
         ("/api/fl/clients", &["get"]),
         ("/api/fl/clients/{id}", &["get", "put"]),
         ("/api/fl/privacy-metrics", &["get"]),
+        ("/api/pipeline/counters", &["get"]),
         ("/api/predictions", &["get", "post"]),
         ("/api/predictions/latest", &["get"]),
         ("/api/predictions/{id}", &["get"]),

@@ -1,6 +1,7 @@
 //! The real server on a loopback port, the pipeline on simulated attacks, WebSocket
-//! clients: every stored alert reaches each subscriber exactly once as `alert_created`, and
-//! a client that stops reading is dropped without holding the others back.
+//! clients: every stored alert reaches each subscriber exactly once as `alert_created`, a
+//! client that stops reading is dropped without holding the others back, and the pipeline's
+//! per-facility counters reach `dashboard_update` and `/api/pipeline/counters`.
 
 mod common;
 
@@ -14,9 +15,11 @@ use fedics_detect::iforest_detector::{IForestDetector, IForestDetectorConfig};
 use fedics_detect::rules::{AssetInventory, DEFAULT_RULES, RuleFile, RulesDetector};
 use fedics_detect::{Detector, EvidenceClassifier};
 use fedics_intel::{Predictor, PredictorConfig};
-use fedics_pipeline::{Components, DetectorFactory, Pipeline, PipelineConfig};
+use fedics_pipeline::{Components, DetectorFactory, Liveness, Pipeline, PipelineConfig, Stats};
 use fedics_sensors::{SimConfig, Simulator};
-use fedics_server::{AppState, AuthConfig, ServerConfig};
+use fedics_server::{
+    AppState, AuthConfig, FacilityCounters, PipelineCounters, PipelineStatus, ServerConfig,
+};
 use fedics_store::testing::TestDb;
 use fedics_store::{Engine, Role, Store, WriteBatch};
 use futures_util::{SinkExt, StreamExt};
@@ -208,6 +211,164 @@ async fn pipeline_alerts_reach_each_subscriber_once_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pipeline_alerts_reach_each_subscriber_once_postgres() {
     pipeline_delivers_each_alert_once(Engine::Postgres).await;
+}
+
+/// The pipeline's counters as a server beside it sees them (the binary's `PipelineView`
+/// does the same for every counter).
+struct View {
+    liveness: Liveness,
+    stats: Arc<Stats>,
+}
+
+impl PipelineStatus for View {
+    fn running(&self) -> bool {
+        self.liveness.running()
+    }
+
+    fn snapshot(&self) -> PipelineCounters {
+        let s = self.stats.snapshot();
+        let f = self.stats.facilities.snapshot();
+        let c = |c: fedics_pipeline::FacilityCount| FacilityCounters {
+            flows_in: c.flows_in,
+            anomalies: c.anomalies,
+        };
+        PipelineCounters {
+            flows_in: s.flows_in,
+            anomalies: s.anomalies,
+            facilities: f.facilities.into_iter().map(|(k, v)| (k, c(v))).collect(),
+            facilities_overflow: c(f.overflow),
+            ..PipelineCounters::default()
+        }
+    }
+}
+
+async fn per_facility_counters(engine: Engine) {
+    let db = TestDb::new(engine).await;
+    let store = db.open().await;
+    let sim = Simulator::new(SimConfig {
+        seed: 5,
+        sites: 2,
+        ..SimConfig::default()
+    });
+    let facilities: Vec<String> = sim
+        .topology()
+        .iter()
+        .map(|t| t.facility_id.clone())
+        .collect();
+    let pipeline = Pipeline::start(
+        EmbeddedBus::new(EmbeddedConfig::default()),
+        PipelineConfig {
+            join_deadline: Duration::from_millis(500),
+            ..PipelineConfig::default()
+        },
+        components(&sim, store.clone()),
+    )
+    .unwrap();
+    let auth = AuthConfig::enabled(common::SECRET.to_vec()).unwrap();
+    let state = AppState::builder(store.clone(), auth.clone())
+        .config(ServerConfig {
+            rate_limit_per_s: 0,
+            dashboard_every: Duration::from_millis(100),
+            ..ServerConfig::default()
+        })
+        .pipeline(Arc::new(View {
+            liveness: pipeline.liveness(),
+            stats: pipeline.stats().clone(),
+        }))
+        .build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(fedics_server::serve(listener, state.clone(), async move {
+        let _ = rx.await;
+    }));
+    let server = Server {
+        addr,
+        auth: auth.clone(),
+        stop: Some(tx),
+    };
+    let mut ws = connect(&server, &["dashboard"]).await;
+
+    let flows: Vec<_> = sim.take(12_000).collect();
+    for chunk in flows.chunks(2048) {
+        pipeline.publish(chunk).await.unwrap();
+    }
+    assert!(pipeline.drain(Duration::from_secs(300)).await);
+
+    // The first dashboard_update that counts every flow (a bounded number of messages).
+    let mut last = None;
+    for _ in 0..3000 {
+        let Some(m) = next_json(&mut ws).await else {
+            break;
+        };
+        if m["type"] != "dashboard_update" {
+            continue;
+        }
+        let p: PipelineCounters =
+            serde_json::from_value(m["data"]["pipeline"].clone()).expect("typed counters");
+        let counted: u64 = p.facilities.values().map(|f| f.flows_in).sum();
+        if counted == flows.len() as u64 {
+            last = Some((m["data"]["timestamp"].clone(), p));
+            break;
+        }
+    }
+    let (timestamp, p) = last.expect("a dashboard_update counting every flow");
+    assert_eq!(
+        p.facilities.keys().cloned().collect::<Vec<_>>(),
+        facilities,
+        "one entry per simulated facility"
+    );
+    for id in &facilities {
+        let want = flows.iter().filter(|f| &f.facility_id == id).count() as u64;
+        assert_eq!(p.facilities[id].flows_in, want, "{id}: flows counted");
+        assert!(p.facilities[id].anomalies <= want, "{id}: anomalous flows");
+    }
+    assert_eq!(p.facilities_overflow, FacilityCounters::default());
+    // Anomalous flows count each flow once; anomalies counts every anomalous verdict.
+    let anomalous: u64 = p.facilities.values().map(|f| f.anomalies).sum();
+    assert!(anomalous <= p.anomalies);
+    assert_eq!(anomalous > 0, p.anomalies > 0);
+
+    // The REST history holds that very sample.
+    let app = fedics_server::app(state);
+    let token = auth.issue_token("watcher", Role::Viewer).unwrap();
+    let res = tower::ServiceExt::oneshot(
+        app,
+        axum::http::Request::get("/api/pipeline/counters")
+            .header("authorization", format!("Bearer {token}"))
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 200);
+    let body = axum::body::to_bytes(res.into_body(), 1 << 24)
+        .await
+        .unwrap();
+    let h: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(h["running"], true);
+    assert_eq!(h["interval_s"], 0.1);
+    let samples = h["samples"].as_array().unwrap();
+    assert!(samples.len() <= fedics_server::HISTORY_MAX);
+    let sample = samples
+        .iter()
+        .find(|s| s["timestamp"] == timestamp)
+        .expect("the message's sample is kept");
+    assert_eq!(
+        serde_json::from_value::<PipelineCounters>(sample["counters"].clone()).unwrap(),
+        p
+    );
+    pipeline.shutdown(Duration::from_secs(30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn per_facility_counters_reach_the_dashboard_sqlite() {
+    per_facility_counters(Engine::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn per_facility_counters_reach_the_dashboard_postgres() {
+    per_facility_counters(Engine::Postgres).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

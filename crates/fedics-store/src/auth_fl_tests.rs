@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use crate::{
     ApiKeyRow, AuditEntry, AuditQuery, AuditRow, Change, ClientStatus, Engine, FlClientRow,
-    FlClientUpdate, FlRoundCompletion, FlRoundUpdate, NewApiKey, NewFlRound, NewUser, PrivacyEntry,
-    Role, RoundPhase, RoundStatus, Store, StoreError,
+    FlClientUpdate, FlDpSettings, FlFederationRow, FlRoundCompletion, FlRoundUpdate, NewApiKey,
+    NewFlRound, NewUser, PrivacyEntry, Role, RoundPhase, RoundStatus, Store, StoreError,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -135,6 +135,7 @@ on_both_engines!(
     fl_clients,
     fl_changes,
     privacy_ledger,
+    fl_federations,
 );
 
 fn base() -> DateTime<Utc> {
@@ -1130,4 +1131,82 @@ async fn privacy_ledger(store: Store) {
         .expect_err("infinite epsilon");
     assert!(matches!(err, StoreError::Encode { .. }), "{err}");
     assert_eq!(store.privacy_ledger(None).await.expect("ledger").len(), 5);
+}
+
+fn federation(id: &str, strategy: &str, at: DateTime<Utc>) -> FlFederationRow {
+    FlFederationRow {
+        id: id.into(),
+        strategy: strategy.into(),
+        strategy_params: [("mu".to_string(), 0.01)].into_iter().collect(),
+        local_epochs: 2,
+        learning_rate: 0.01,
+        fraction_fit: 1.0,
+        total_sites: 3,
+        dp: Some(FlDpSettings {
+            noise_multiplier: 1.1,
+            clip_norm: 1.0,
+            mode: "central".into(),
+            max_epsilon: 8.0,
+            delta: 1e-5,
+        }),
+        started_at: at,
+        updated_at: at,
+    }
+}
+
+async fn fl_federations(store: Store) {
+    assert_eq!(store.latest_fl_federation().await.expect("latest"), None);
+    let a = federation("fed-a", "fedprox", t(0));
+    store.upsert_fl_federation(&a).await.expect("a");
+    assert_eq!(
+        store.get_fl_federation("fed-a").await.expect("get"),
+        Some(a.clone())
+    );
+    let mut b = federation("fed-b", "trimmed-mean", t(10));
+    b.strategy_params = [("beta".to_string(), 0.2)].into_iter().collect();
+    b.dp = None;
+    store.upsert_fl_federation(&b).await.expect("b");
+    assert_eq!(
+        store.latest_fl_federation().await.expect("latest"),
+        Some(b.clone())
+    );
+
+    // fed-a restarts with another strategy: new configuration and updated_at, same start.
+    let mut a2 = federation("fed-a", "median", t(0));
+    a2.strategy_params.clear();
+    a2.started_at = t(20);
+    a2.updated_at = t(20);
+    store.upsert_fl_federation(&a2).await.expect("a again");
+    let latest = store
+        .latest_fl_federation()
+        .await
+        .expect("latest")
+        .expect("some");
+    assert_eq!(latest.id, "fed-a");
+    assert_eq!(latest.strategy, "median");
+    assert!(latest.strategy_params.is_empty());
+    assert_eq!(latest.started_at, t(0), "started_at is kept");
+    assert_eq!(latest.updated_at, t(20));
+    assert_eq!(latest.dp, a.dp);
+    assert_eq!(store.get_fl_federation("fed-c").await.expect("get"), None);
+
+    let mut bad = federation("fed-x", "fedprox", t(30));
+    bad.strategy_params.insert("mu".into(), f64::NAN);
+    let err = store.upsert_fl_federation(&bad).await.expect_err("NaN");
+    assert!(matches!(err, StoreError::Encode { .. }), "{err}");
+    let mut bad = federation("fed-x", "fedprox", t(30));
+    if let Some(dp) = bad.dp.as_mut() {
+        dp.mode = "sideways".into();
+    }
+    assert!(
+        store.upsert_fl_federation(&bad).await.is_err(),
+        "unknown DP mode"
+    );
+    let bad = federation(" ", "fedprox", t(30));
+    let err = store
+        .upsert_fl_federation(&bad)
+        .await
+        .expect_err("empty id");
+    assert!(matches!(err, StoreError::Encode { .. }), "{err}");
+    assert_eq!(store.get_fl_federation("fed-x").await.expect("get"), None);
 }

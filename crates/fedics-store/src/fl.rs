@@ -4,6 +4,8 @@
 //! [`Change::FlRound`] / [`Change::FlClient`]. Progress must lie in 0..=100: the tables'
 //! CHECK constraints reject anything else, reported as [`StoreError::Sqlx`].
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{AssertSqlSafe, FromRow};
@@ -148,6 +150,54 @@ pub struct PrivacyEntry {
     pub recorded_at: DateTime<Utc>,
 }
 
+/// How a federation aggregates and protects its updates, as its aggregator was configured
+/// (see [`Store::upsert_fl_federation`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FlFederationRow {
+    /// The federation's id (the `federation_id` of its privacy ledger entries).
+    pub id: String,
+    /// Aggregation strategy (`fedavg`, `fedprox`, `fedadam`, `median`, `trimmed-mean`,
+    /// `krum`, `multi-krum`).
+    pub strategy: String,
+    /// The strategy's hyper-parameters by name, e.g. `{"mu": 0.01}` for FedProx, `{"beta":
+    /// 0.2}` for the trimmed mean (empty for FedAvg and the median).
+    pub strategy_params: BTreeMap<String, f64>,
+    /// Local epochs per round.
+    pub local_epochs: u32,
+    /// Client learning rate.
+    pub learning_rate: f64,
+    /// Fraction of the sites selected each round, in (0, 1].
+    pub fraction_fit: f64,
+    /// Sites allowed to join.
+    pub total_sites: u32,
+    /// Client-level differential privacy; `None` when off.
+    pub dp: Option<FlDpSettings>,
+    pub started_at: DateTime<Utc>,
+    /// When the aggregator last (re)started with this configuration.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Client-level differential privacy of a federation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FlDpSettings {
+    /// Noise multiplier σ (noise std on the sum of clipped updates: σ·C).
+    pub noise_multiplier: f64,
+    /// L2 clipping bound C of each site's update.
+    pub clip_norm: f64,
+    /// `central` (the aggregator adds the noise) or `distributed` (each site adds its share).
+    pub mode: String,
+    /// The ε the federation may spend in all (rounds past it are refused).
+    pub max_epsilon: f64,
+    /// The δ at which ε is measured.
+    pub delta: f64,
+}
+
+const FEDERATION_COLUMNS: &str = "id, strategy, strategy_params, local_epochs, learning_rate, \
+    fraction_fit, total_sites, dp_noise_multiplier, dp_clip_norm, dp_mode, dp_max_epsilon, \
+    dp_delta, started_at, updated_at";
+
 const ROUND_COLUMNS: &str = "id, round_number, status, phase, start_time, end_time, progress, \
     epsilon, model_accuracy, clients_active, total_clients";
 
@@ -255,6 +305,72 @@ impl RawPrivacy {
             epsilon: self.epsilon,
             delta: self.delta,
             recorded_at: time::parse(op, "fl_privacy_ledger.recorded_at", &self.recorded_at)?,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct RawFederation {
+    id: String,
+    strategy: String,
+    strategy_params: String,
+    local_epochs: i64,
+    learning_rate: f64,
+    fraction_fit: f64,
+    total_sites: i64,
+    dp_noise_multiplier: Option<f64>,
+    dp_clip_norm: Option<f64>,
+    dp_mode: Option<String>,
+    dp_max_epsilon: Option<f64>,
+    dp_delta: Option<f64>,
+    started_at: String,
+    updated_at: String,
+}
+
+impl RawFederation {
+    fn into_row(self, op: &'static str) -> Result<FlFederationRow, StoreError> {
+        let strategy_params = serde_json::from_str(&self.strategy_params)
+            .map_err(|e| StoreError::decode(op, "fl_federations.strategy_params", e.to_string()))?;
+        let dp = match (
+            self.dp_noise_multiplier,
+            self.dp_clip_norm,
+            self.dp_mode,
+            self.dp_max_epsilon,
+            self.dp_delta,
+        ) {
+            (
+                Some(noise_multiplier),
+                Some(clip_norm),
+                Some(mode),
+                Some(max_epsilon),
+                Some(delta),
+            ) => Some(FlDpSettings {
+                noise_multiplier,
+                clip_norm,
+                mode,
+                max_epsilon,
+                delta,
+            }),
+            (None, None, None, None, None) => None,
+            _ => {
+                return Err(StoreError::decode(
+                    op,
+                    "fl_federations.dp_*",
+                    "some DP columns are NULL and others are not",
+                ));
+            }
+        };
+        Ok(FlFederationRow {
+            id: self.id,
+            strategy: self.strategy,
+            strategy_params,
+            local_epochs: narrow(op, "fl_federations.local_epochs", self.local_epochs)?,
+            learning_rate: self.learning_rate,
+            fraction_fit: self.fraction_fit,
+            total_sites: narrow(op, "fl_federations.total_sites", self.total_sites)?,
+            dp,
+            started_at: time::parse(op, "fl_federations.started_at", &self.started_at)?,
+            updated_at: time::parse(op, "fl_federations.updated_at", &self.updated_at)?,
         })
     }
 }
@@ -681,5 +797,104 @@ impl Store {
             q.fetch_all(pool).await.map_err(StoreError::sqlx(OP))?
         });
         raw.into_iter().map(|r| r.into_entry(OP)).collect()
+    }
+
+    /// Records how a federation is configured (when its aggregator starts). A federation
+    /// already stored under this id gets the new configuration and `updated_at`; its
+    /// `started_at` is kept.
+    pub async fn upsert_fl_federation(&self, f: &FlFederationRow) -> Result<(), StoreError> {
+        const OP: &str = "upsert_fl_federation";
+        if f.id.trim().is_empty() {
+            return Err(StoreError::Encode {
+                op: OP,
+                field: "id",
+                message: "a federation needs a non-empty id".into(),
+            });
+        }
+        let mut params = BTreeMap::new();
+        for (k, v) in &f.strategy_params {
+            params.insert(k.as_str(), finite(OP, "strategy_params", *v)?);
+        }
+        let params = serde_json::to_string(&params).map_err(|e| StoreError::Encode {
+            op: OP,
+            field: "strategy_params",
+            message: e.to_string(),
+        })?;
+        let learning_rate = finite(OP, "learning_rate", f.learning_rate)?;
+        let fraction_fit = finite(OP, "fraction_fit", f.fraction_fit)?;
+        let dp = match &f.dp {
+            Some(d) => Some((
+                finite(OP, "dp.noise_multiplier", d.noise_multiplier)?,
+                finite(OP, "dp.clip_norm", d.clip_norm)?,
+                d.mode.as_str(),
+                finite(OP, "dp.max_epsilon", d.max_epsilon)?,
+                finite(OP, "dp.delta", d.delta)?,
+            )),
+            None => None,
+        };
+        let started_at = time::fmt(OP, "started_at", f.started_at)?;
+        let updated_at = time::fmt(OP, "updated_at", f.updated_at)?;
+        on_engine!(self, |DB, _p, writer, _b| {
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO fl_federations ({FEDERATION_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                 ON CONFLICT (id) DO UPDATE SET strategy = excluded.strategy, \
+                 strategy_params = excluded.strategy_params, local_epochs = excluded.local_epochs, \
+                 learning_rate = excluded.learning_rate, fraction_fit = excluded.fraction_fit, \
+                 total_sites = excluded.total_sites, \
+                 dp_noise_multiplier = excluded.dp_noise_multiplier, \
+                 dp_clip_norm = excluded.dp_clip_norm, dp_mode = excluded.dp_mode, \
+                 dp_max_epsilon = excluded.dp_max_epsilon, dp_delta = excluded.dp_delta, \
+                 updated_at = excluded.updated_at"
+            )))
+            .bind(&f.id)
+            .bind(&f.strategy)
+            .bind(&params)
+            .bind(i64::from(f.local_epochs))
+            .bind(learning_rate)
+            .bind(fraction_fit)
+            .bind(i64::from(f.total_sites))
+            .bind(dp.map(|d| d.0))
+            .bind(dp.map(|d| d.1))
+            .bind(dp.map(|d| d.2))
+            .bind(dp.map(|d| d.3))
+            .bind(dp.map(|d| d.4))
+            .bind(&started_at)
+            .bind(&updated_at)
+            .execute(writer)
+            .await
+            .map_err(StoreError::sqlx(OP))?;
+        });
+        Ok(())
+    }
+
+    /// The federation configured most recently (greatest `updated_at`), if any.
+    pub async fn latest_fl_federation(&self) -> Result<Option<FlFederationRow>, StoreError> {
+        const OP: &str = "latest_fl_federation";
+        let raw: Option<RawFederation> = on_engine!(self, |DB, pool, _w, _b| {
+            sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT {FEDERATION_COLUMNS} FROM fl_federations \
+                 ORDER BY updated_at DESC, id DESC LIMIT 1"
+            )))
+            .fetch_optional(pool)
+            .await
+            .map_err(StoreError::sqlx(OP))?
+        });
+        raw.map(|r| r.into_row(OP)).transpose()
+    }
+
+    /// One federation's configuration.
+    pub async fn get_fl_federation(&self, id: &str) -> Result<Option<FlFederationRow>, StoreError> {
+        const OP: &str = "get_fl_federation";
+        let raw: Option<RawFederation> = on_engine!(self, |DB, pool, _w, _b| {
+            sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT {FEDERATION_COLUMNS} FROM fl_federations WHERE id = $1"
+            )))
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+            .map_err(StoreError::sqlx(OP))?
+        });
+        raw.map(|r| r.into_row(OP)).transpose()
     }
 }

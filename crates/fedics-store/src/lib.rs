@@ -68,8 +68,8 @@ pub use auth::{
 };
 pub use error::StoreError;
 pub use fl::{
-    ClientStatus, FlClientRow, FlClientUpdate, FlRoundCompletion, FlRoundRow, FlRoundUpdate,
-    NewFlRound, PrivacyEntry, RoundPhase, RoundStatus,
+    ClientStatus, FlClientRow, FlClientUpdate, FlDpSettings, FlFederationRow, FlRoundCompletion,
+    FlRoundRow, FlRoundUpdate, NewFlRound, PrivacyEntry, RoundPhase, RoundStatus,
 };
 pub use model::{
     AlertDetail, AlertPage, AlertQuery, AlertRow, AlertSourceRow, AlertStats, ClassificationRecord,

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use fedics_pipeline::{Liveness, Stats};
-use fedics_server::{AppState, AuthConfig, PipelineStatus, ServerConfig};
+use fedics_server::{
+    AppState, AuthConfig, FacilityCounters, PipelineCounters, PipelineStatus, ServerConfig,
+};
 use fedics_store::{NewUser, Role, Store};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::oneshot;
@@ -188,8 +190,40 @@ impl PipelineStatus for PipelineView {
         self.liveness.running()
     }
 
-    fn snapshot(&self) -> serde_json::Value {
-        serde_json::to_value(self.stats.snapshot()).unwrap_or(serde_json::Value::Null)
+    fn snapshot(&self) -> PipelineCounters {
+        counters(&self.stats)
+    }
+}
+
+/// The pipeline's counters as the API shows them.
+pub fn counters(stats: &Stats) -> PipelineCounters {
+    let s = stats.snapshot();
+    let f = stats.facilities.snapshot();
+    let facility = |c: fedics_pipeline::FacilityCount| FacilityCounters {
+        flows_in: c.flows_in,
+        anomalies: c.anomalies,
+    };
+    PipelineCounters {
+        flows_in: s.flows_in,
+        flows_classified: s.flows_classified,
+        anomalies: s.anomalies,
+        attacks: s.attacks,
+        join_deadline_expired: s.join_deadline_expired,
+        alerts_low: s.alerts_low,
+        alerts_medium: s.alerts_medium,
+        alerts_high: s.alerts_high,
+        alerts_critical: s.alerts_critical,
+        incidents: s.incidents,
+        predictions: s.predictions,
+        rejected: s.rejected,
+        persisted: s.persisted,
+        store_errors: s.store_errors,
+        facilities: f
+            .facilities
+            .into_iter()
+            .map(|(id, c)| (id, facility(c)))
+            .collect(),
+        facilities_overflow: facility(f.overflow),
     }
 }
 

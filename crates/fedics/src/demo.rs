@@ -1,5 +1,10 @@
 //! `fedics demo`: simulator + every stage + embedded store in one process.
 //!
+//! The simulated clock of a new demo starts `--history` (6 h) before the wall clock and runs
+//! at `--rate` until it reaches it, then in real time: flows wait until they have ended, so
+//! no flow or alert is ever stamped in the future (the alerts' `time_range` filters mean
+//! wall time).
+//!
 //! The data directory holds the SQLite store, the editable rule file and the demo's state
 //! (seed, simulated start time, flows published). A restart on the same directory replays
 //! the simulation from its start at full speed — rebuilding detector and predictor state —
@@ -32,9 +37,15 @@ pub struct DemoArgs {
     pub sites: usize,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    /// Simulated flows per second (all facilities together).
+    /// Simulated flows per second (all facilities together), while the simulated clock is
+    /// behind the wall clock.
     #[arg(long, default_value_t = 1000.0)]
     pub rate: f64,
+    /// Seconds of plant history before now: a new demo's simulated clock starts this long
+    /// before the wall clock and runs at --rate until it reaches the wall clock, then in
+    /// real time. No flow (hence no alert) is ever stamped later than the wall clock.
+    #[arg(long, default_value_t = 21_600.0)]
+    pub history: f64,
     /// Seconds between summary lines.
     #[arg(long, default_value_t = 5.0)]
     pub summary_every: f64,
@@ -96,7 +107,7 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         None => DemoState {
             seed: a.seed,
             sites: a.sites,
-            sim_start: Utc::now(),
+            sim_start: wiring::sim_start(Utc::now(), a.history)?,
             flows_published: 0,
         },
     };
@@ -220,6 +231,7 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     let mut pacer = wiring::Pacer::new(a.rate);
     let mut next_summary = started + Duration::from_secs_f64(a.summary_every.max(0.5));
     let mut last = (Instant::now(), 0u64);
+    let mut warned_ahead = false;
     loop {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break;
@@ -233,6 +245,26 @@ pub async fn run(a: DemoArgs) -> Result<()> {
             }
         };
         let batch: Vec<_> = sim.by_ref().take(n).collect();
+        // The simulated clock never passes the wall clock: wait until the batch's last flow
+        // has ended.
+        if let Some(wait) = wiring::ahead_of_wall_clock(&batch, Utc::now()) {
+            if wait > Duration::from_secs(60) && !warned_ahead {
+                warned_ahead = true;
+                tracing::warn!(
+                    ahead_s = wait.as_secs(),
+                    "the simulated clock of this data dir is ahead of the wall clock (a demo of an earlier version?): flows wait until their time (use a new --data-dir to start now)"
+                );
+            }
+            let until = tokio::time::Instant::now() + wait;
+            let until = deadline.map_or(until, |d| until.min(tokio::time::Instant::from_std(d)));
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = tokio::time::sleep_until(until) => {}
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+        }
         if let Err(e) = pipeline.publish(&batch).await {
             tracing::error!(error = %e, "publishing flows failed");
             break;

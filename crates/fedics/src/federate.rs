@@ -331,12 +331,7 @@ impl Federation {
         cfg.node_id = format!("aggregator-{federation_id}");
         let (recorder, _record_task) = StoreRecorder::start(
             ctx.store.clone(),
-            RecorderConfig {
-                federation_id: federation_id.clone(),
-                total_sites: ctx.sites as u32,
-                local_epochs: a.fl_local_epochs.max(1),
-                dp: dp.map(|d| (d.noise_multiplier, d.clip, 1.0)),
-            },
+            RecorderConfig::of(federation_id.clone(), ctx.sites, &cfg),
         );
         let created = recorder.created_rounds();
         let (events_tx, events_rx) = mpsc::channel(1024);

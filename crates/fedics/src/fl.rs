@@ -627,14 +627,8 @@ async fn simulate(a: SimulateArgs) -> Result<()> {
     cfg.evaluate = plan.site_evaluation;
     cfg.seed = a.seed;
     cfg.dp = dp_config(a.dp_noise, a.dp_clip, a.max_epsilon, a.delta, a.dp_mode)?;
-    let (observer, recorder) = crate::fl_record::observer_for(
-        a.db.as_deref(),
-        "fl-simulate",
-        a.sites,
-        a.local_epochs,
-        a.dp_noise.zip(a.dp_clip),
-    )
-    .await?;
+    let (observer, recorder) =
+        crate::fl_record::observer_for(a.db.as_deref(), "fl-simulate", a.sites, &cfg).await?;
     let (handle, site_trainers) = match plan.sites {
         Sites::Params { initial, trainers } => (
             Aggregator::start(cfg, initial, observer).await,

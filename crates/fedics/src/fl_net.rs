@@ -188,14 +188,8 @@ pub async fn serve(a: ServeArgs) -> Result<()> {
     if cfg.tls.is_none() && !a.listen.ip().is_loopback() {
         tracing::warn!(listen = %a.listen, "the aggregator listens without TLS on a non-loopback address: updates and keys travel in clear");
     }
-    let (observer, recorder) = crate::fl_record::observer_for(
-        a.db.as_deref(),
-        "fl-serve",
-        n_sites,
-        a.local_epochs,
-        a.dp_noise.zip(a.dp_clip),
-    )
-    .await?;
+    let (observer, recorder) =
+        crate::fl_record::observer_for(a.db.as_deref(), "fl-serve", n_sites, &cfg).await?;
     let handle = Aggregator::start(cfg, model.flat_params(), observer)
         .await
         .context("starting the aggregator")?;

@@ -6,10 +6,13 @@
 use std::collections::HashMap;
 
 use fedics_core::FlEvent;
-use fedics_federation::{ClientProgress, FlObserver, RoundReport};
+use fedics_federation::{
+    AggregatorConfig, ClientProgress, DpConfig, FlObserver, NoiseMode, RoundReport,
+};
+use fedics_fl::strategy::{RoundSettings, StrategyConfig};
 use fedics_store::{
-    ClientStatus, FlClientRow, FlRoundCompletion, FlRoundUpdate, NewFlRound, PrivacyEntry,
-    RoundPhase, RoundStatus, Store,
+    ClientStatus, FlClientRow, FlDpSettings, FlFederationRow, FlRoundCompletion, FlRoundUpdate,
+    NewFlRound, PrivacyEntry, RoundPhase, RoundStatus, Store,
 };
 use tokio::sync::mpsc;
 
@@ -25,13 +28,73 @@ pub struct StoreRecorder {
     rows: tokio::sync::watch::Receiver<Option<(u32, i64)>>,
 }
 
-/// Settings the rows need that the callbacks do not carry.
+/// Settings the rows need that the callbacks do not carry: the aggregator's own
+/// configuration, recorded as the federation's row when the recorder starts.
 #[derive(Clone)]
 pub struct RecorderConfig {
     pub federation_id: String,
     pub total_sites: u32,
-    pub local_epochs: u32,
-    pub dp: Option<(f64, f64, f64)>, // (noise multiplier, clip, q)
+    pub strategy: StrategyConfig,
+    pub settings: RoundSettings,
+    pub dp: Option<DpConfig>,
+}
+
+impl RecorderConfig {
+    /// The configuration of an aggregator of `total_sites` sites.
+    pub fn of(federation_id: String, total_sites: usize, a: &AggregatorConfig) -> Self {
+        Self {
+            federation_id,
+            total_sites: u32::try_from(total_sites).unwrap_or(u32::MAX),
+            strategy: a.strategy.clone(),
+            settings: a.settings.clone(),
+            dp: a.dp,
+        }
+    }
+
+    /// The federation's row in the store.
+    pub fn federation_row(&self, now: chrono::DateTime<chrono::Utc>) -> FlFederationRow {
+        FlFederationRow {
+            id: self.federation_id.clone(),
+            strategy: self.strategy.name().to_string(),
+            strategy_params: strategy_params(&self.strategy),
+            local_epochs: self.settings.local_epochs,
+            // The f32 as written (0.01, not 0.009999999776…).
+            learning_rate: self
+                .settings
+                .learning_rate
+                .to_string()
+                .parse()
+                .unwrap_or(f64::from(self.settings.learning_rate)),
+            fraction_fit: self.settings.fraction_fit,
+            total_sites: self.total_sites,
+            dp: self.dp.map(|d| FlDpSettings {
+                noise_multiplier: d.noise_multiplier,
+                clip_norm: d.clip,
+                mode: match d.mode {
+                    NoiseMode::Central => "central",
+                    NoiseMode::Distributed => "distributed",
+                }
+                .into(),
+                max_epsilon: d.budget.max_epsilon,
+                delta: d.budget.delta,
+            }),
+            started_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+/// A strategy's numeric hyper-parameters by name (its serde form without the `name` tag;
+/// an unset optional parameter is left out).
+fn strategy_params(s: &StrategyConfig) -> std::collections::BTreeMap<String, f64> {
+    match serde_json::to_value(s) {
+        Ok(serde_json::Value::Object(m)) => m
+            .into_iter()
+            .filter(|(k, _)| k != "name")
+            .filter_map(|(k, v)| v.as_f64().map(|v| (k, v)))
+            .collect(),
+        _ => Default::default(),
+    }
 }
 
 impl StoreRecorder {
@@ -70,6 +133,12 @@ async fn write(
     mut rx: mpsc::UnboundedReceiver<Msg>,
     created: tokio::sync::watch::Sender<Option<(u32, i64)>>,
 ) {
+    if let Err(e) = store
+        .upsert_fl_federation(&c.federation_row(chrono::Utc::now()))
+        .await
+    {
+        tracing::warn!(error = %e, "could not record the federation's configuration in the store");
+    }
     // Round number → row id, and (selected, updates received) for the progress.
     let mut rows: HashMap<u32, i64> = HashMap::new();
     let mut counts: HashMap<u32, (u32, u32)> = HashMap::new();
@@ -138,8 +207,8 @@ async fn write(
                             name: p.site_id.clone(),
                             status: ClientStatus::Active,
                             progress: 100,
-                            current_epoch: c.local_epochs,
-                            total_epochs: c.local_epochs,
+                            current_epoch: c.settings.local_epochs,
+                            total_epochs: c.settings.local_epochs,
                             loss: p.metrics.get("loss").copied().filter(|v| v.is_finite()),
                             accuracy: p
                                 .metrics
@@ -180,7 +249,7 @@ async fn record_round(
                 status: ClientStatus::Offline,
                 progress: 0,
                 current_epoch: 0,
-                total_epochs: c.local_epochs,
+                total_epochs: c.settings.local_epochs,
                 loss: None,
                 accuracy: None,
                 last_update: chrono::Utc::now(),
@@ -204,15 +273,17 @@ async fn record_round(
             },
         )
         .await?;
-    if let (Some((noise, clip, q)), Some(epsilon), Some(delta)) = (c.dp, r.epsilon, r.delta) {
+    if let (Some(dp), Some(epsilon), Some(delta)) = (c.dp, r.epsilon, r.delta) {
+        // The sampling rate the accountant charged (selected / allowed sites).
+        let q = r.train_metrics.get("agg.dp_q").copied().unwrap_or(1.0);
         store
             .record_privacy(&PrivacyEntry {
                 federation_id: c.federation_id.clone(),
                 round_number: i64::from(r.round),
                 site_id: None,
                 sampling_rate: q,
-                noise_multiplier: noise,
-                clip_norm: clip,
+                noise_multiplier: dp.noise_multiplier,
+                clip_norm: dp.clip,
                 epsilon,
                 delta,
                 recorded_at: chrono::Utc::now(),
@@ -223,15 +294,14 @@ async fn record_round(
 }
 
 /// The observer of a federation run from the command line: a [`StoreRecorder`] on the
-/// store `db` names (federation id `<prefix>-<random>`, every site in every round: q = 1),
+/// store `db` names (federation id `<prefix>-<random>`, the configuration of `aggregator`),
 /// or one that ignores everything. The task finishes once the aggregator is gone and
 /// everything is written.
 pub async fn observer_for(
     db: Option<&str>,
     prefix: &str,
     sites: usize,
-    local_epochs: u32,
-    dp: Option<(f64, f64)>,
+    aggregator: &AggregatorConfig,
 ) -> anyhow::Result<(
     std::sync::Arc<dyn FlObserver>,
     Option<tokio::task::JoinHandle<()>>,
@@ -245,12 +315,11 @@ pub async fn observer_for(
         .with_context(|| format!("opening the store {url}"))?;
     let (r, task) = StoreRecorder::start(
         store,
-        RecorderConfig {
-            federation_id: format!("{prefix}-{}", fedics_server::auth::random_hex(4)),
-            total_sites: u32::try_from(sites).unwrap_or(u32::MAX),
-            local_epochs,
-            dp: dp.map(|(noise, clip)| (noise, clip, 1.0)),
-        },
+        RecorderConfig::of(
+            format!("{prefix}-{}", fedics_server::auth::random_hex(4)),
+            sites,
+            aggregator,
+        ),
     );
     Ok((std::sync::Arc::new(r), Some(task)))
 }

@@ -23,9 +23,15 @@ pub struct ServeArgs {
     /// Run the embedded pipeline on simulated facilities, writing to this store.
     #[arg(long)]
     pub simulate: bool,
-    /// Simulated flows per second (with --simulate).
+    /// Simulated flows per second (with --simulate), while the simulated clock is behind
+    /// the wall clock.
     #[arg(long, default_value_t = 1000.0)]
     pub rate: f64,
+    /// Seconds of plant history before now (with --simulate): the simulated clock starts
+    /// this long before the wall clock and runs at --rate until it reaches it, then in real
+    /// time. No flow is ever stamped later than the wall clock.
+    #[arg(long, default_value_t = 21_600.0)]
+    pub history: f64,
     /// Simulated facilities (with --simulate).
     #[arg(long, default_value_t = 3)]
     pub sites: usize,
@@ -98,7 +104,7 @@ pub async fn run(a: ServeArgs) -> Result<()> {
         let sim = Simulator::new(SimConfig {
             seed: a.seed,
             sites: a.sites.max(1),
-            start: chrono::Utc::now(),
+            start: wiring::sim_start(chrono::Utc::now(), a.history)?,
             ..SimConfig::default()
         });
         let mut detect = a.detect.clone();
@@ -153,6 +159,13 @@ pub async fn run(a: ServeArgs) -> Result<()> {
                     n = pacer.tick() => n,
                 };
                 let batch: Vec<_> = sim.by_ref().take(n).collect();
+                if let Some(wait) = wiring::ahead_of_wall_clock(&batch, chrono::Utc::now()) {
+                    tokio::select! {
+                        _ = &mut stop => break,
+                        _ = &mut until => break,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
                 if let Err(e) = pipeline.publish(&batch).await {
                     tracing::error!(error = %e, "publishing flows failed");
                     break;

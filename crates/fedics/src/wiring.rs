@@ -6,6 +6,7 @@ use std::time::Duration;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
 use fedics_core::{FlowRecord, decode};
 use fedics_detect::features::flow_features;
 use fedics_detect::iforest_detector::{IForestDetector, IForestDetectorConfig, IForestModel};
@@ -186,5 +187,61 @@ impl Pacer {
         let n = self.carry.floor();
         self.carry -= n;
         n as usize
+    }
+}
+
+/// The simulated start of a new simulation: `history` seconds before `now` (`--history`).
+pub fn sim_start(now: DateTime<Utc>, history: f64) -> Result<DateTime<Utc>> {
+    if !(history.is_finite() && (0.0..=365.0 * 86_400.0).contains(&history)) {
+        bail!("--history {history}: expected 0 to 31536000 seconds");
+    }
+    Ok(now - chrono::TimeDelta::milliseconds((history * 1000.0).round() as i64))
+}
+
+/// How long until the latest end of `flows` is no longer after `now` (`None`: it is not):
+/// a simulation waits that long before publishing them, so no flow is stamped in the future.
+pub fn ahead_of_wall_clock(flows: &[FlowRecord], now: DateTime<Utc>) -> Option<Duration> {
+    let latest = flows.iter().map(|f| f.ts_end).max()?;
+    (latest - now).to_std().ok().filter(|d| !d.is_zero())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fedics_sensors::{SimConfig, Simulator};
+
+    #[test]
+    fn a_new_demo_starts_its_history_before_now() {
+        let now = Utc::now();
+        assert_eq!(
+            sim_start(now, 3600.0).unwrap(),
+            now - chrono::TimeDelta::seconds(3600)
+        );
+        assert_eq!(sim_start(now, 0.0).unwrap(), now);
+        assert!(sim_start(now, -1.0).is_err());
+        assert!(sim_start(now, f64::NAN).is_err());
+    }
+
+    #[test]
+    fn flows_wait_until_their_end_has_passed() {
+        let now = Utc::now();
+        let flows: Vec<_> = Simulator::new(SimConfig {
+            start: now,
+            ..SimConfig::default()
+        })
+        .take(200)
+        .collect();
+        let latest = flows.iter().map(|f| f.ts_end).max().unwrap();
+        assert!(latest > now);
+        assert_eq!(ahead_of_wall_clock(&flows, latest), None);
+        assert_eq!(
+            ahead_of_wall_clock(&flows, latest + chrono::TimeDelta::seconds(1)),
+            None
+        );
+        assert_eq!(
+            ahead_of_wall_clock(&flows, latest - chrono::TimeDelta::milliseconds(1500)),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(ahead_of_wall_clock(&[], now), None);
     }
 }

@@ -199,6 +199,8 @@ fn a_federation_is_recorded_where_the_api_serves_it() {
         "3",
         "--rounds",
         "2",
+        "--strategy",
+        "fedprox:mu=0.05",
         "--dp-noise",
         "1.0",
         "--dp-clip",
@@ -224,7 +226,21 @@ fn a_federation_is_recorded_where_the_api_serves_it() {
         let clients = store.fl_round_clients(rounds[0].id).await.unwrap();
         assert_eq!(clients.len(), 3, "one row per site");
         assert!(clients.iter().all(|c| c.loss.is_some_and(f64::is_finite)));
+        // The aggregator's configuration, as the API shows it.
+        let fed = store
+            .latest_fl_federation()
+            .await
+            .unwrap()
+            .expect("the federation's configuration is recorded");
+        assert!(fed.id.starts_with("fl-simulate-"), "{}", fed.id);
+        assert_eq!(fed.strategy, "fedprox");
+        assert_eq!(fed.strategy_params.get("mu"), Some(&0.05));
+        assert_eq!(fed.total_sites, 3);
+        let dp = fed.dp.expect("DP settings");
+        assert_eq!((dp.noise_multiplier, dp.clip_norm), (1.0, 5.0));
+        assert_eq!(dp.mode, "central");
         let ledger = store.privacy_ledger(None).await.unwrap();
+        assert!(ledger.iter().all(|e| e.federation_id == fed.id));
         let recorded: Vec<f64> = ledger.iter().map(|e| e.epsilon).collect();
         assert_eq!(recorded.len(), eps.len());
         for (a, b) in recorded.iter().zip(&eps) {

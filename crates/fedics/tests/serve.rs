@@ -452,6 +452,13 @@ fn demo_federates_its_facilities_records_the_rounds_and_deploys_the_model() {
     let eps = privacy["epsilon"].as_f64().expect("ε spent");
     assert!(eps > 0.0 && eps <= 12.0, "{privacy}");
     assert_eq!(privacy["budget"], 12.0, "{privacy}");
+    // The demo's federation configuration: FedAvg selecting the sites, DP combining them.
+    let fed = &privacy["federation"];
+    assert_eq!(fed["strategy"], "fedavg", "{privacy}");
+    assert_eq!(fed["total_sites"], 3, "{privacy}");
+    assert_eq!(fed["dp"]["max_epsilon"], 12.0, "{privacy}");
+    assert_eq!(fed["dp"]["mode"], "central", "{privacy}");
+    assert_eq!(privacy["aggregation"], "dp-clipped-mean", "{privacy}");
     let ledger = privacy["ledger"].as_array().unwrap();
     assert!(
         ledger

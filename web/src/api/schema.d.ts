@@ -338,6 +338,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/pipeline/counters": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["counters"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/predictions": {
         parameters: {
             query?: never;
@@ -706,6 +722,19 @@ export interface components {
         ErrorBody: {
             detail: string;
         };
+        /** @description Cumulative counts of one facility since the pipeline started. */
+        FacilityCounters: {
+            /**
+             * Format: int64
+             * @description Of those, flows with at least one anomalous verdict (counted once per flow).
+             */
+            anomalies: number;
+            /**
+             * Format: int64
+             * @description Flows the detectors judged.
+             */
+            flows_in: number;
+        };
         /** @description Detections of a technique at one facility. */
         FacilitySeen: {
             /** Format: int64 */
@@ -753,6 +782,79 @@ export interface components {
             status: string;
             /** Format: int32 */
             total_epochs: number;
+        };
+        /** @description Client-level differential privacy of a federation. */
+        FlDpSettings: {
+            /**
+             * Format: double
+             * @description L2 clipping bound C of each site's update.
+             */
+            clip_norm: number;
+            /**
+             * Format: double
+             * @description The δ at which ε is measured.
+             */
+            delta: number;
+            /**
+             * Format: double
+             * @description The ε the federation may spend in all (rounds past it are refused).
+             */
+            max_epsilon: number;
+            /** @description `central` (the aggregator adds the noise) or `distributed` (each site adds its share). */
+            mode: string;
+            /**
+             * Format: double
+             * @description Noise multiplier σ (noise std on the sum of clipped updates: σ·C).
+             */
+            noise_multiplier: number;
+        };
+        /**
+         * @description How a federation aggregates and protects its updates, as its aggregator was configured
+         *     (see [`Store::upsert_fl_federation`]).
+         */
+        FlFederationRow: {
+            dp?: components["schemas"]["FlDpSettings"] | null;
+            /**
+             * Format: double
+             * @description Fraction of the sites selected each round, in (0, 1].
+             */
+            fraction_fit: number;
+            /** @description The federation's id (the `federation_id` of its privacy ledger entries). */
+            id: string;
+            /**
+             * Format: double
+             * @description Client learning rate.
+             */
+            learning_rate: number;
+            /**
+             * Format: int32
+             * @description Local epochs per round.
+             */
+            local_epochs: number;
+            /** Format: date-time */
+            started_at: string;
+            /**
+             * @description Aggregation strategy (`fedavg`, `fedprox`, `fedadam`, `median`, `trimmed-mean`,
+             *     `krum`, `multi-krum`).
+             */
+            strategy: string;
+            /**
+             * @description The strategy's hyper-parameters by name, e.g. `{"mu": 0.01}` for FedProx, `{"beta":
+             *     0.2}` for the trimmed mean (empty for FedAvg and the median).
+             */
+            strategy_params: {
+                [key: string]: number;
+            };
+            /**
+             * Format: int32
+             * @description Sites allowed to join.
+             */
+            total_sites: number;
+            /**
+             * Format: date-time
+             * @description When the aggregator last (re)started with this configuration.
+             */
+            updated_at: string;
         };
         /** @description A federated-learning round. */
         FlRoundRow: {
@@ -850,6 +952,97 @@ export interface components {
             techniques: components["schemas"]["TechniqueSummary"][];
             /** @description ATT&CK version of the loaded bundle (None: the built-in v18.1 table). */
             version?: string | null;
+        };
+        /**
+         * @description Cumulative counters of the pipeline since it started (rates are differences between two
+         *     samples divided by the time between them).
+         */
+        PipelineCounters: {
+            /** Format: int64 */
+            alerts_critical: number;
+            /** Format: int64 */
+            alerts_high: number;
+            /** Format: int64 */
+            alerts_low: number;
+            /** Format: int64 */
+            alerts_medium: number;
+            /**
+             * Format: int64
+             * @description Anomalous detector verdicts (a flow flagged by two detectors counts twice).
+             */
+            anomalies: number;
+            /**
+             * Format: int64
+             * @description Flows classified as an ATT&CK technique.
+             */
+            attacks: number;
+            /** @description By facility id (at most the pipeline's cap; the rest in `facilities_overflow`). */
+            facilities: {
+                [key: string]: components["schemas"]["FacilityCounters"];
+            };
+            /** @description Flows of facilities beyond the cap, all together. */
+            facilities_overflow: components["schemas"]["FacilityCounters"];
+            /**
+             * Format: int64
+             * @description Flows whose verdicts were joined and decided.
+             */
+            flows_classified: number;
+            /**
+             * Format: int64
+             * @description Flows published into the pipeline.
+             */
+            flows_in: number;
+            /**
+             * Format: int64
+             * @description Incident updates (alerts raised or extended).
+             */
+            incidents: number;
+            /**
+             * Format: int64
+             * @description Flows decided without every detector's verdict (join deadline).
+             */
+            join_deadline_expired: number;
+            /**
+             * Format: int64
+             * @description Records written to the store.
+             */
+            persisted: number;
+            /** Format: int64 */
+            predictions: number;
+            /**
+             * Format: int64
+             * @description Malformed records rejected by a stage.
+             */
+            rejected: number;
+            /**
+             * Format: int64
+             * @description Failed store writes (retried).
+             */
+            store_errors: number;
+        };
+        /** @description Answer of `GET /api/pipeline/counters`. */
+        PipelineHistory: {
+            /**
+             * Format: double
+             * @description Seconds between samples (the `dashboard_update` interval).
+             */
+            interval_s: number;
+            /**
+             * @description Whether every stage runs; `None`: no pipeline in this process (then `samples` is
+             *     empty).
+             */
+            running?: boolean | null;
+            /**
+             * @description The latest samples, oldest first (the same values the `dashboard_update` messages
+             *     carried as `pipeline`); at most [`HISTORY_MAX`].
+             */
+            samples: components["schemas"]["PipelineSample"][];
+        };
+        /** @description The counters at one time. */
+        PipelineSample: {
+            counters: components["schemas"]["PipelineCounters"];
+            /** Format: date-time */
+            timestamp: string;
         };
         /** @description One predicted next technique of a new prediction. */
         PredictedCreate: {
@@ -953,11 +1146,21 @@ export interface components {
              */
             site_id?: string | null;
         };
-        /** @description `GET /api/fl/privacy-metrics`: ε spent according to the accountant's ledger. */
+        /**
+         * @description `GET /api/fl/privacy-metrics`: ε spent according to the accountant's ledger, and how the
+         *     federation aggregates and protects its updates.
+         */
         PrivacyMetrics: {
             /**
+             * @description What combines the sites' updates in that federation: the strategy's name, or with DP
+             *     `dp-clipped-mean` (the unweighted mean of clipped updates plus Gaussian noise; the
+             *     strategy then only selects the sites).
+             */
+            aggregation?: string | null;
+            /**
              * Format: double
-             * @description The configured maximum ε, if any.
+             * @description The configured maximum ε, if any (the server's setting, else the federation's DP
+             *     budget).
              */
             budget?: number | null;
             /**
@@ -967,9 +1170,11 @@ export interface components {
             delta?: number | null;
             /**
              * Format: double
-             * @description ε spent so far by the most recent federation (its latest ledger entry), if any.
+             * @description ε spent so far by the most recent federation (the federation configured last, else
+             *     the one of the latest ledger entry), if any.
              */
             epsilon?: number | null;
+            federation?: components["schemas"]["FlFederationRow"] | null;
             /** @description Every ledger entry (federation-wide and per site), by federation, round, site. */
             ledger: components["schemas"]["PrivacyEntry"][];
             /**
@@ -1780,7 +1985,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The privacy ledger and the budget */
+            /** @description The privacy ledger, the budget, the strategy and DP settings */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -2209,6 +2414,35 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Matrix"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    counters: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The pipeline's counters, latest samples oldest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PipelineHistory"];
                 };
             };
             /** @description Not authenticated */

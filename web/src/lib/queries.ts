@@ -13,6 +13,7 @@ export const keys = {
   clients: ["fl", "clients"] as const,
   privacy: ["fl", "privacy"] as const,
   predictions: ["predictions"] as const,
+  pipeline: ["pipeline", "counters"] as const,
 };
 
 /** Number of alerts matching one severity and status (one `limit=1` page). */

@@ -1,13 +1,14 @@
 // What the UI keeps of the live feed: bounded lists and bounded time series, so a page
 // left open in a SOC for days holds a fixed amount of memory. Pure TypeScript (tested
 // without React); React reads it through `useSyncExternalStore`.
-import type { AlertRow, AlertStats, FlClientRow, FlRoundRow, PredictionRow } from "../api/types";
+import type { AlertRow, AlertStats, FlClientRow, FlRoundRow, PipelineSample, PredictionRow } from "../api/types";
+import { addPoint, emptyRates, facilityCounters, ratesFrom, type Baseline, type Rates } from "./rates";
+
+export { POINTS_MAX, type RateSeries, type Rates } from "./rates";
 
 export const FEED_MAX = 100;
 export const PREDICTIONS_MAX = 20;
 export const DETECTIONS_MAX = 200;
-/** Points per live chart series (at one `dashboard_update` every 5 s: 10 minutes). */
-export const POINTS_MAX = 120;
 export const CLIENTS_MAX = 64;
 
 /** `attack_detected`'s data. */
@@ -21,13 +22,11 @@ export interface Detection {
   timestamp: string;
 }
 
-/** Counters of the pipeline in a `dashboard_update` (all optional: servers differ). */
+/** Counters of the pipeline in a `dashboard_update` (checked at run time: see `rates.ts`). */
 export interface PipelineCounters {
   flows_in?: number;
   anomalies?: number;
-  attacks?: number;
-  incidents?: number;
-  /** Per-facility counters, when the server reports them. */
+  /** Per-facility cumulative counters (anomalies: flows with an anomalous verdict). */
   facilities?: Record<string, { flows_in?: number; anomalies?: number }>;
   [k: string]: unknown;
 }
@@ -38,21 +37,6 @@ export interface DashboardUpdate {
   fl_round?: FlRoundRow | null;
   connections?: number;
   timestamp?: string;
-}
-
-/** One live series per point: flows per second, and anomalies per second (the pipeline
- *  counts anomalous detector verdicts: one flow flagged by two detectors counts twice). */
-export interface RateSeries {
-  flowsPerS: (number | null)[];
-  anomalyRate: (number | null)[];
-}
-
-export interface Rates {
-  /** Point times, ms since the epoch. */
-  t: number[];
-  /** By facility id; `"all"` when the server reports only totals. */
-  series: Record<string, RateSeries>;
-  perFacility: boolean;
 }
 
 export interface LiveState {
@@ -71,7 +55,7 @@ const empty = (): LiveState => ({
   feed: [],
   predictions: [],
   detections: [],
-  rates: { t: [], series: {}, perFacility: false },
+  rates: emptyRates(),
   dashboard: null,
   flRound: null,
   flClients: [],
@@ -100,21 +84,6 @@ export function upsertBounded<T extends { id: string }>(list: T[], item: T, max:
   rest.unshift(item);
   if (rest.length > max) rest.length = max;
   return rest;
-}
-
-/** Appends to a bounded array in place. */
-function pushBounded<T>(arr: T[], v: T, max: number) {
-  arr.push(v);
-  if (arr.length > max) arr.splice(0, arr.length - max);
-}
-
-function num(v: unknown): number | undefined {
-  return typeof v === "number" && Number.isFinite(v) ? v : undefined;
-}
-
-interface Baseline {
-  t: number;
-  counters: Record<string, { flows: number; anomalies: number }>;
 }
 
 export class LiveStore {
@@ -146,6 +115,29 @@ export class LiveStore {
     const merged = [...this.s.feed, ...alerts.filter((a) => !known.has(a.id))];
     merged.sort((a, b) => Date.parse(b.last_seen) - Date.parse(a.last_seen));
     this.set({ feed: merged.slice(0, FEED_MAX) });
+  }
+
+  /** Redraws the rate charts from the server's recent counter samples (`GET
+   *  /api/pipeline/counters`), so they draw before the first `dashboard_update` and have no
+   *  hole for the time the page was elsewhere. The server sampled every message the live
+   *  feed carried, so its history replaces the live one; a live baseline newer than the
+   *  samples extends it. */
+  seedCounters(samples: PipelineSample[]) {
+    const points: Baseline[] = [];
+    for (const s of samples) {
+      const counters = facilityCounters(s.counters);
+      const t = Date.parse(s.timestamp);
+      if (counters && Number.isFinite(t)) points.push({ t, counters });
+    }
+    let { rates, baseline } = ratesFrom(points);
+    if (!baseline) return;
+    const live = this.baseline;
+    if (live && live.t > baseline.t) {
+      rates = addPoint(rates, baseline, live);
+      baseline = live;
+    }
+    this.baseline = baseline;
+    this.set({ rates });
   }
 
   seedPredictions(rows: PredictionRow[]) {
@@ -216,70 +208,14 @@ export class LiveStore {
     const d = data as DashboardUpdate;
     const next: Partial<LiveState> = { dashboard: d };
     if (isObj(d.fl_round) && typeof d.fl_round.id === "number") next.flRound = d.fl_round;
-    const p = d.pipeline;
-    if (isObj(p)) {
+    const counters = facilityCounters(d.pipeline);
+    if (counters) {
       const t = (d.timestamp && Date.parse(d.timestamp)) || Date.now();
-      const counters: Baseline["counters"] = {};
-      let perFacility = false;
-      if (isObj(p.facilities) && Object.keys(p.facilities).length > 0) {
-        perFacility = true;
-        for (const [id, c] of Object.entries(p.facilities)) {
-          const flows = num(c?.flows_in);
-          if (flows !== undefined) counters[id] = { flows, anomalies: num(c?.anomalies) ?? 0 };
-        }
-      } else {
-        const flows = num(p.flows_in);
-        if (flows !== undefined) counters.all = { flows, anomalies: num(p.anomalies) ?? 0 };
-      }
-      next.rates = this.addPoint(t, counters, perFacility);
+      const point = { t, counters };
+      next.rates = addPoint(this.s.rates, this.baseline, point);
+      if (!this.baseline || t > this.baseline.t) this.baseline = point;
     }
     this.set(next);
     return true;
-  }
-
-  /** Turns two successive counter snapshots into one chart point per series. */
-  private addPoint(t: number, counters: Baseline["counters"], perFacility: boolean): Rates {
-    const prev = this.baseline;
-    this.baseline = { t, counters };
-    const old = this.s.rates;
-    if (!prev || t <= prev.t) return old;
-    const dt = (t - prev.t) / 1000;
-    // New arrays (the snapshot is immutable for React), bounded to POINTS_MAX.
-    const rates: Rates = {
-      t: [...old.t],
-      series: Object.fromEntries(
-        Object.entries(old.series).map(([k, v]) => [k, { flowsPerS: [...v.flowsPerS], anomalyRate: [...v.anomalyRate] }]),
-      ),
-      perFacility,
-    };
-    if (old.perFacility !== perFacility) {
-      rates.t = [];
-      rates.series = {};
-    }
-    const n = rates.t.length;
-    pushBounded(rates.t, t, POINTS_MAX);
-    const keys = new Set([...Object.keys(rates.series), ...Object.keys(counters)]);
-    for (const k of keys) {
-      let s = rates.series[k];
-      if (!s) {
-        // A series that appears late is padded so every series lines up with `t`.
-        s = rates.series[k] = { flowsPerS: Array(n).fill(null), anomalyRate: Array(n).fill(null) };
-      }
-      const a = prev.counters[k];
-      const b = counters[k];
-      let flows: number | null = null;
-      let rate: number | null = null;
-      if (a && b && b.flows >= a.flows && b.anomalies >= a.anomalies) {
-        flows = (b.flows - a.flows) / dt;
-        rate = (b.anomalies - a.anomalies) / dt;
-      }
-      pushBounded(s.flowsPerS, flows, POINTS_MAX);
-      pushBounded(s.anomalyRate, rate, POINTS_MAX);
-    }
-    // Drop series with no value in the window (a facility that went away).
-    for (const [k, s] of Object.entries(rates.series)) {
-      if (s.flowsPerS.every((v) => v === null) && !counters[k]) delete rates.series[k];
-    }
-    return rates;
   }
 }

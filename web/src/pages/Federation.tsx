@@ -6,6 +6,7 @@ import { useLive, useLiveInvalidate, useRoom, useSession } from "../lib/hooks";
 import { hasRole } from "../auth/session";
 import { errorMessage } from "../api/client";
 import { fmtDateTime, fmtDuration, fmtNum, fmtPct } from "../lib/format";
+import { strategyLabel, strategyName } from "../lib/federation";
 import { Empty, ErrorState, Loading, Panel } from "../components/states";
 import { Meter, StatusBadge } from "../components/badges";
 import { CategoryChart, colorFor, type Series } from "../components/charts";
@@ -56,13 +57,36 @@ export default function Federation() {
 }
 
 function Settings({ privacy }: { privacy: PrivacyMetrics | undefined }) {
-  const entries = (privacy?.ledger ?? []).filter((e) => e.site_id == null);
+  const f = privacy?.federation ?? null;
+  const entries = (privacy?.ledger ?? []).filter((e) => e.site_id == null && (!f || e.federation_id === f.id));
   const last = entries[entries.length - 1];
+  const dp = f?.dp ?? null;
   return (
     <Panel title="Strategy and differential privacy" id="settings">
       <dl className="facts">
         <dt>Aggregation strategy</dt>
-        <dd className="muted">not reported by this server</dd>
+        <dd data-testid="fl-strategy" data-strategy={f?.strategy ?? ""}>
+          {f ? strategyLabel(f) : <span className="muted">no federation has recorded its configuration yet</span>}
+        </dd>
+        {f && (
+          <>
+            <dt>Aggregate</dt>
+            <dd>
+              {privacy?.aggregation === "dp-clipped-mean"
+                ? "unweighted mean of clipped updates plus Gaussian noise (DP on; the strategy selects the sites)"
+                : strategyName(f.strategy)}
+            </dd>
+            <dt>Local training</dt>
+            <dd>
+              {f.local_epochs} {f.local_epochs === 1 ? "epoch" : "epochs"} · learning rate {f.learning_rate} · {fmtPct(f.fraction_fit, 0)}{" "}
+              of {f.total_sites} sites per round
+            </dd>
+          </>
+        )}
+        <dt>Differential privacy</dt>
+        <dd data-testid="fl-dp">
+          {dp ? `client-level, ${dp.mode} noise` : f ? "off" : "—"}
+        </dd>
         <dt>Privacy budget (ε)</dt>
         <dd>{privacy?.budget != null ? fmtNum(privacy.budget, 3) : "none configured"}</dd>
         <dt>Spent (ε)</dt>
@@ -70,17 +94,16 @@ function Settings({ privacy }: { privacy: PrivacyMetrics | undefined }) {
         <dt>Remaining (ε)</dt>
         <dd>{privacy?.remaining != null ? fmtNum(privacy.remaining, 4) : "—"}</dd>
         <dt>δ</dt>
-        <dd>{privacy?.delta ?? last?.delta ?? "—"}</dd>
+        <dd>{dp?.delta ?? privacy?.delta ?? last?.delta ?? "—"}</dd>
         <dt>Noise multiplier σ</dt>
-        <dd>{last ? fmtNum(last.noise_multiplier, 3) : "—"}</dd>
+        <dd>{dp ? fmtNum(dp.noise_multiplier, 3) : last ? fmtNum(last.noise_multiplier, 3) : "—"}</dd>
         <dt>Clipping norm C</dt>
-        <dd>{last ? fmtNum(last.clip_norm, 3) : "—"}</dd>
-        <dt>Sampling rate q</dt>
+        <dd>{dp ? fmtNum(dp.clip_norm, 3) : last ? fmtNum(last.clip_norm, 3) : "—"}</dd>
+        <dt>Sampling rate q (last round)</dt>
         <dd>{last ? fmtNum(last.sampling_rate, 3) : "—"}</dd>
         <dt>Federation</dt>
-        <dd className="mono">{last?.federation_id ?? "—"}</dd>
+        <dd className="mono">{f?.id ?? last?.federation_id ?? "—"}</dd>
       </dl>
-      {!last && <p className="muted small">DP settings are shown once the accountant has recorded a round.</p>}
     </Panel>
   );
 }

@@ -170,49 +170,62 @@ function PrivacyCard() {
   );
 }
 
+/** The pipeline's recent counter samples (the charts' history before the first push). */
+function usePipelineHistory() {
+  const q = useQuery({
+    queryKey: keys.pipeline,
+    queryFn: () => api.run(api.client.GET("/api/pipeline/counters")),
+    // Once per visit of the page: the live feed carries the rest.
+    staleTime: Infinity,
+    gcTime: 0,
+  });
+  useEffect(() => {
+    if (q.data) live.seedCounters(q.data.samples);
+  }, [q.data]);
+  return q;
+}
+
 function Rates() {
+  const history = usePipelineHistory();
   const rates = useLive((s) => s.rates);
   const dashboard = useLive((s) => s.dashboard);
   const names = Object.keys(rates.series).sort();
-  const label = (k: string) => (k === "all" ? "all facilities" : k);
+  const noPipeline = history.isSuccess && history.data.running == null;
   if (rates.t.length < 1) {
+    const every = history.data?.interval_s ?? 5;
     return (
-      <Panel title="Traffic and anomalies" id="rates">
-        {dashboard && !dashboard.pipeline ? (
+      <Panel title="Traffic and anomalies per facility" id="rates">
+        {noPipeline ? (
           <Empty>This server runs no pipeline: no live traffic counters.</Empty>
-        ) : dashboard?.pipeline ? (
-          <>
-            <p>
-              {fmtNum(dashboard.pipeline.flows_in ?? null, 0)} flows and {fmtNum(dashboard.pipeline.anomalies ?? null, 0)}{" "}
-              anomalies so far.
-            </p>
-            <Loading what="Rates follow with the next counters (every 5 s)" />
-          </>
+        ) : history.isError && !dashboard ? (
+          <ErrorState error={history.error} retry={() => void history.refetch()} />
         ) : (
-          <Loading what="Waiting for live counters (every 5 s)" />
+          <Loading what={`Rates follow with the next counters (every ${fmtNum(every, 0)} s)`} />
         )}
       </Panel>
     );
   }
+  const series = (pick: (k: string) => (number | null)[]) =>
+    names.map((k, i) => ({ label: k, data: pick(k), color: colorFor(i) }));
   return (
-    <Panel title="Traffic and anomalies" id="rates">
-      {!rates.perFacility && (
-        <p className="muted small">The server reports totals only: one series for all facilities.</p>
-      )}
+    <Panel title="Traffic and anomalies per facility" id="rates">
+      <div data-testid="rates-facilities" data-facilities={names.join(",")} className="muted small">
+        {names.length} {names.length === 1 ? "facility" : "facilities"}: {names.join(", ")}
+      </div>
       <h3 className="chart-title">Flows per second</h3>
       <TimeChart
-        label={`Flows per second per facility, last ${rates.t.length} samples`}
+        label={`Flows per second per facility (${names.join(", ")}), last ${rates.t.length} samples`}
         t={rates.t}
-        series={names.map((k, i) => ({ label: label(k), data: rates.series[k]?.flowsPerS ?? [], color: colorFor(i) }))}
+        series={series((k) => rates.series[k]?.flowsPerS ?? [])}
         yFormat={(v) => fmtNum(v, 0)}
         height={180}
       />
-      <h3 className="chart-title">Anomaly rate (anomalous detector verdicts per second)</h3>
+      <h3 className="chart-title">Anomaly rate (share of flows judged anomalous)</h3>
       <TimeChart
-        label={`Anomaly rate per facility, last ${rates.t.length} samples`}
+        label={`Share of flows judged anomalous per facility (${names.join(", ")}), last ${rates.t.length} samples`}
         t={rates.t}
-        series={names.map((k, i) => ({ label: label(k), data: rates.series[k]?.anomalyRate ?? [], color: colorFor(i) }))}
-        yFormat={(v) => fmtNum(v, 1)}
+        series={series((k) => (rates.series[k]?.anomalyRate ?? []).map((v) => (v === null ? null : 100 * v)))}
+        yFormat={(v) => `${fmtNum(v, 1)} %`}
         height={180}
       />
     </Panel>

@@ -6,8 +6,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use fedics_store::{
-    ClientStatus, FlClientRow, FlClientUpdate, FlRoundCompletion, FlRoundRow, FlRoundUpdate,
-    PrivacyEntry, RoundPhase, RoundStatus,
+    ClientStatus, FlClientRow, FlClientUpdate, FlFederationRow, FlRoundCompletion, FlRoundRow,
+    FlRoundUpdate, PrivacyEntry, RoundPhase, RoundStatus,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -396,26 +396,46 @@ pub async fn update_client(
         .ok_or_else(|| ApiError::not_found(format!("client {id}")))
 }
 
-/// `GET /api/fl/privacy-metrics`: ε spent according to the accountant's ledger.
+/// `GET /api/fl/privacy-metrics`: ε spent according to the accountant's ledger, and how the
+/// federation aggregates and protects its updates.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PrivacyMetrics {
-    /// ε spent so far by the most recent federation (its latest ledger entry), if any.
+    /// ε spent so far by the most recent federation (the federation configured last, else
+    /// the one of the latest ledger entry), if any.
     pub epsilon: Option<f64>,
     /// δ of that guarantee.
     pub delta: Option<f64>,
-    /// The configured maximum ε, if any.
+    /// The configured maximum ε, if any (the server's setting, else the federation's DP
+    /// budget).
     pub budget: Option<f64>,
     /// `budget - epsilon` (never below 0), when both are known.
     pub remaining: Option<f64>,
     /// Rounds accounted in that federation.
     pub rounds: u64,
+    /// The most recent federation's configuration as its aggregator recorded it: strategy
+    /// and its parameters, local training, DP settings. `None` until a federation records
+    /// one.
+    pub federation: Option<FlFederationRow>,
+    /// What combines the sites' updates in that federation: the strategy's name, or with DP
+    /// `dp-clipped-mean` (the unweighted mean of clipped updates plus Gaussian noise; the
+    /// strategy then only selects the sites).
+    pub aggregation: Option<String>,
     /// Every ledger entry (federation-wide and per site), by federation, round, site.
     pub ledger: Vec<PrivacyEntry>,
 }
 
+/// [`PrivacyMetrics::aggregation`] of a federation.
+pub fn aggregation(f: &FlFederationRow) -> String {
+    if f.dp.is_some() {
+        "dp-clipped-mean".into()
+    } else {
+        f.strategy.clone()
+    }
+}
+
 #[utoipa::path(get, path = "/api/fl/privacy-metrics", tag = "federation",
     responses(
-        (status = 200, description = "The privacy ledger and the budget", body = PrivacyMetrics),
+        (status = 200, description = "The privacy ledger, the budget, the strategy and DP settings", body = PrivacyMetrics),
         (status = 401, description = "Not authenticated", body = ErrorBody)),
     security(("bearer" = []), ("api_key" = [])))]
 pub async fn privacy_metrics(
@@ -423,26 +443,38 @@ pub async fn privacy_metrics(
     _who: Viewer,
 ) -> Result<Json<PrivacyMetrics>, ApiError> {
     let ledger = s.store().privacy_ledger(None).await?;
-    let latest = ledger
-        .iter()
-        .filter(|e| e.site_id.is_none())
-        .max_by(|a, b| {
+    let federation = s.store().latest_fl_federation().await?;
+    let whole = |e: &&PrivacyEntry| e.site_id.is_none();
+    let latest = match &federation {
+        // The configured federation's own ledger (none: it spends no ε).
+        Some(f) => ledger
+            .iter()
+            .filter(whole)
+            .filter(|e| e.federation_id == f.id)
+            .max_by_key(|e| e.round_number),
+        None => ledger.iter().filter(whole).max_by(|a, b| {
             a.recorded_at
                 .cmp(&b.recorded_at)
                 .then(a.round_number.cmp(&b.round_number))
-        });
+        }),
+    };
     let (epsilon, delta, rounds) = match latest {
         Some(l) => (
             Some(l.epsilon),
             Some(l.delta),
             ledger
                 .iter()
-                .filter(|e| e.site_id.is_none() && e.federation_id == l.federation_id)
+                .filter(whole)
+                .filter(|e| e.federation_id == l.federation_id)
                 .count() as u64,
         ),
         None => (None, None, 0),
     };
-    let budget = s.inner.config.privacy_budget;
+    let budget = s
+        .inner
+        .config
+        .privacy_budget
+        .or_else(|| federation.as_ref()?.dp.as_ref().map(|d| d.max_epsilon));
     let remaining = match (budget, epsilon) {
         (Some(b), Some(e)) => Some((b - e).max(0.0)),
         (Some(b), None) => Some(b),
@@ -454,6 +486,8 @@ pub async fn privacy_metrics(
         budget,
         remaining,
         rounds,
+        aggregation: federation.as_ref().map(aggregation),
+        federation,
         ledger,
     }))
 }

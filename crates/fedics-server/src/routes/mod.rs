@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod fl;
 pub mod mitre;
+pub mod pipeline;
 pub mod predictions;
 pub mod system;
 
@@ -54,6 +55,7 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(system::login))
         .routes(routes!(system::me))
         .routes(routes!(system::audit_log))
+        .routes(routes!(pipeline::counters))
         .routes(routes!(system::health))
         .routes(routes!(system::ready))
         .routes(routes!(system::metrics))
