@@ -751,38 +751,74 @@ impl Federation for Service {
                 "a tree contribution in a federation of parameters",
             ));
         }
+        let round = header.round;
+        // A replayed, duplicated or unrequested update: refused and recorded, not merged.
+        if let Err(status) = self.expecting(&site, round, TaskKind::Train) {
+            self.record_stray(&site, round, status.message(), header_len);
+            return Err(status);
+        }
+        // From here on the round waits for this site: every refusal is a recorded rejection.
         let expected = (self.inner.num_params * BYTES_PER_PARAM) as u64;
         if header.update_bytes != expected {
-            return Err(Status::invalid_argument(format!(
-                "the update has {} bytes, expected {expected} ({} parameters)",
-                header.update_bytes, self.inner.num_params
-            )));
+            return Err(self.reject(
+                &site,
+                round,
+                format!(
+                    "the update has {} bytes, expected {expected} ({} parameters)",
+                    header.update_bytes, self.inner.num_params
+                ),
+                header_len,
+            ));
         }
-        self.expecting(&site, header.round, TaskKind::Train)?;
         let mut assembly = Reassembler::new(
             expected,
             header.update_sha256.clone(),
             self.inner.chunk_bytes,
         );
         let mut bytes = header_len;
-        while let Some(msg) = stream.message().await? {
-            bytes += msg.encoded_len() as u64;
-            match msg.kind {
-                Some(update_chunk::Kind::Data(data)) => assembly
-                    .push(&data)
-                    .map_err(|e| Status::invalid_argument(e.to_string()))?,
-                Some(update_chunk::Kind::Header(_)) => {
-                    return Err(Status::invalid_argument("a second update header"));
+        loop {
+            let msg = match stream.message().await {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(s) => {
+                    return Err(self.reject(
+                        &site,
+                        round,
+                        format!("the update's stream broke: {}", s.message()),
+                        bytes,
+                    ));
                 }
-                None => {}
+            };
+            bytes += msg.encoded_len() as u64;
+            let pushed = match msg.kind {
+                Some(update_chunk::Kind::Data(data)) => {
+                    assembly.push(&data).map_err(|e| e.to_string())
+                }
+                Some(update_chunk::Kind::Header(_)) => Err("a second update header".into()),
+                None => Ok(()),
+            };
+            if let Err(reason) = pushed {
+                return Err(self.reject(&site, round, reason, bytes));
             }
         }
         self.inner
             .bytes_received
             .fetch_add(bytes, Ordering::Relaxed);
-        let delta = assembly
-            .finish()
-            .map_err(|e| Status::data_loss(e.to_string()))?;
+        let delta = match assembly.finish() {
+            Ok(d) => d,
+            Err(e) => return Err(self.reject(&site, round, e.to_string(), bytes)),
+        };
+        if let Some(i) = delta.iter().position(|x| !x.is_finite()) {
+            return Err(self.reject(
+                &site,
+                round,
+                format!(
+                    "parameter {i} of the update is {}, not a finite number",
+                    delta[i]
+                ),
+                bytes,
+            ));
+        }
         self.deliver(
             &site,
             header.round,
@@ -1014,6 +1050,24 @@ impl Service {
             });
         }
         Status::invalid_argument(format!("contribution rejected: {reason}"))
+    }
+
+    /// Records an update that no phase waits for (a replay of an earlier round, a
+    /// duplicate, or from a site not selected): an `update_rejected` event for the site and
+    /// the reason in the log. The round in progress is not affected.
+    fn record_stray(&self, site: &str, round: u32, reason: &str, bytes: u64) {
+        tracing::warn!(site_id = %site, round, %reason, "update rejected");
+        let fields = EventFields {
+            bytes_sent: bytes,
+            ..EventFields::default()
+        };
+        let mut event = self
+            .inner
+            .events
+            .make(round, phase::UPDATE_REJECTED, fields);
+        event.node_id = site.to_owned();
+        event.role = FlRole::Client;
+        self.inner.observer.event(event);
     }
 
     /// Whether the active phase waits for `site`'s answer of this kind for `round`.

@@ -1274,3 +1274,199 @@ async fn a_site_cut_off_mid_round_still_contributes_to_the_round() {
     direct.finish().await.unwrap();
     proxy.accept.abort();
 }
+
+/// What a hostile site sends instead of an honest update.
+#[derive(Clone, Copy, Debug)]
+enum BadUpdate {
+    /// The header announces the full update; fewer bytes follow.
+    Truncated,
+    /// A well-formed update with one parameter fewer than the model has.
+    WrongShape,
+    /// The right length, with a NaN in it.
+    NotFinite,
+    /// Round 1's update sent again in round 2.
+    Replayed,
+}
+
+/// A site that joins with site `i`'s key, sends `bad` and returns the aggregator's answer
+/// to it (for `Replayed`: the answer to the replay in round 2).
+async fn hostile_client(target: String, i: usize, bad: BadUpdate) -> tonic::Status {
+    use fedics_federation::codec::{encode_params, sha256};
+    use fedics_federation::proto::task_message::Kind;
+    use fedics_federation::proto::{TasksRequest, UpdateChunk, UpdateHeader, update_chunk};
+    let mut client = FederationClient::connect(target).await.unwrap();
+    let version = Some(fedics_federation::our_version());
+    let session = client
+        .join(authed(
+            i,
+            JoinRequest {
+                protocol_version: version,
+                site_id: site_id(i),
+                num_examples: 100,
+                num_params: (DIM + 1) as u64,
+                ..JoinRequest::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .session;
+    let mut tasks = client
+        .tasks(authed(
+            i,
+            TasksRequest {
+                protocol_version: version,
+                session: session.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let update = |round: u32, delta: &[f32], cut: usize| {
+        let bytes = encode_params(delta);
+        let header = UpdateChunk {
+            kind: Some(update_chunk::Kind::Header(UpdateHeader {
+                protocol_version: version,
+                session: session.clone(),
+                round,
+                num_examples: 100,
+                metrics: BTreeMap::new(),
+                update_bytes: bytes.len() as u64,
+                update_sha256: sha256(&bytes),
+                norm_before_clip: 0.0,
+                ..UpdateHeader::default()
+            })),
+        };
+        let data = UpdateChunk {
+            kind: Some(update_chunk::Kind::Data(bytes.slice(..bytes.len() - cut))),
+        };
+        vec![header, data]
+    };
+    let mut first = None;
+    loop {
+        let round = match tasks.message().await.unwrap().and_then(|m| m.kind) {
+            Some(Kind::Header(h)) if h.kind == 1 => h.round,
+            Some(_) => continue,
+            None => panic!("the task stream ended before the bad update was sent"),
+        };
+        let good = vec![0.01_f32; DIM + 1];
+        let msgs = match bad {
+            // The header announces the whole update; 8 bytes are missing.
+            BadUpdate::Truncated => update(round, &good, 8),
+            BadUpdate::WrongShape => update(round, &good[..DIM], 0),
+            BadUpdate::NotFinite => {
+                let mut v = good.clone();
+                v[2] = f32::NAN;
+                update(round, &v, 0)
+            }
+            BadUpdate::Replayed => match first.take() {
+                None => {
+                    let msgs = update(round, &good, 0);
+                    first = Some(msgs.clone());
+                    client
+                        .submit_update(authed(i, tokio_stream::iter(msgs)))
+                        .await
+                        .unwrap();
+                    continue;
+                }
+                Some(old) => old,
+            },
+        };
+        return client
+            .submit_update(authed(i, tokio_stream::iter(msgs)))
+            .await
+            .unwrap_err();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_updates_are_rejected_with_a_reason_recorded_and_never_aggregated() {
+    init_tracing();
+    let mut config = AggregatorConfig::new(loopback(), keys(6));
+    config.settings = settings(0.05, 1);
+    config.evaluate = false;
+    config.round_timeout = Duration::from_secs(5);
+    let recorder = Arc::new(Recorder::default());
+    let agg = Aggregator::start(config, vec![0.0; DIM + 1], recorder.clone())
+        .await
+        .unwrap();
+    let honest: Vec<SiteTask> = (0..2)
+        .map(|i| {
+            spawn_site(
+                site_config(&url(&agg), i),
+                Box::new(least_squares(70 + i as u64, 100, 0.0)),
+            )
+        })
+        .collect();
+    let kinds = [
+        BadUpdate::Truncated,
+        BadUpdate::WrongShape,
+        BadUpdate::NotFinite,
+        BadUpdate::Replayed,
+    ];
+    let hostile: Vec<_> = kinds
+        .iter()
+        .enumerate()
+        .map(|(k, &bad)| tokio::spawn(hostile_client(url(&agg), k + 2, bad)))
+        .collect();
+    agg.wait_for_sites(6, WAIT).await.unwrap();
+    let r1 = agg.run_round().await.unwrap();
+    // Round 1: the three malformed updates are rejected with their reasons; the replaying
+    // site's first update is honest and counts.
+    let reasons = &r1.rejected;
+    assert_eq!(
+        reasons.keys().cloned().collect::<Vec<_>>(),
+        vec!["site-2", "site-3", "site-4"],
+        "{r1:?}"
+    );
+    assert!(reasons["site-2"].contains("bytes"), "{reasons:?}");
+    assert!(reasons["site-3"].contains("expected"), "{reasons:?}");
+    assert!(
+        reasons["site-4"].contains("not a finite number"),
+        "{reasons:?}"
+    );
+    assert_eq!(r1.participants, vec!["site-0", "site-1", "site-5"]);
+    assert!(agg.global_params().iter().all(|x| x.is_finite()));
+    // Round 2: the replayed round-1 update is refused as stale and recorded.
+    let r2 = agg.run_round().await;
+    let mut answers = Vec::new();
+    for h in hostile {
+        answers.push(h.await.unwrap());
+    }
+    for (status, bad) in answers.iter().zip(kinds) {
+        match bad {
+            BadUpdate::Replayed => {
+                assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+                assert!(status.message().contains("round 1"), "{status:?}");
+            }
+            _ => assert_eq!(
+                status.code(),
+                tonic::Code::InvalidArgument,
+                "{bad:?}: {status:?}"
+            ),
+        }
+    }
+    let rejected_events: Vec<(u64, String)> = recorder
+        .phases(phase::UPDATE_REJECTED)
+        .into_iter()
+        .map(|e| (e.round_id, e.node_id))
+        .collect();
+    for site in ["site-2", "site-3", "site-4"] {
+        assert!(
+            rejected_events.contains(&(1, site.into())),
+            "{rejected_events:?}"
+        );
+    }
+    assert!(
+        rejected_events.contains(&(1, "site-5".into())),
+        "the replay is recorded against the round it claims: {rejected_events:?}"
+    );
+    // The replaying site never sent round 2 an update: dropped at the deadline.
+    let r2 = r2.unwrap();
+    assert!(r2.dropped.contains(&"site-5".to_string()), "{r2:?}");
+    assert!(agg.global_params().iter().all(|x| x.is_finite()));
+    agg.shutdown().await.unwrap();
+    for s in honest {
+        s.finish().await.unwrap();
+    }
+}
