@@ -775,35 +775,10 @@ impl Federation for Service {
             header.update_sha256.clone(),
             self.inner.chunk_bytes,
         );
-        let mut bytes = header_len;
-        loop {
-            let msg = match stream.message().await {
-                Ok(Some(m)) => m,
-                Ok(None) => break,
-                Err(s) => {
-                    return Err(self.reject(
-                        &site,
-                        round,
-                        format!("the update's stream broke: {}", s.message()),
-                        bytes,
-                    ));
-                }
-            };
-            bytes += msg.encoded_len() as u64;
-            let pushed = match msg.kind {
-                Some(update_chunk::Kind::Data(data)) => {
-                    assembly.push(&data).map_err(|e| e.to_string())
-                }
-                Some(update_chunk::Kind::Header(_)) => Err("a second update header".into()),
-                None => Ok(()),
-            };
-            if let Err(reason) = pushed {
-                return Err(self.reject(&site, round, reason, bytes));
-            }
-        }
-        self.inner
-            .bytes_received
-            .fetch_add(bytes, Ordering::Relaxed);
+        let bytes = header_len;
+        let bytes = self
+            .receive_chunks(&site, round, &mut stream, &mut assembly, bytes)
+            .await?;
         let delta = match assembly.finish() {
             Ok(d) => d,
             Err(e) => return Err(self.reject(&site, round, e.to_string(), bytes)),
@@ -905,7 +880,7 @@ impl Service {
         self.expecting(&site, round, TaskKind::Train)?;
         let asked = self.trees_asked(&site, round);
         let limits = cfg.limits(asked);
-        let mut bytes = header_len;
+        let bytes = header_len;
         let kind = ModelKind::try_from(header.model_kind).unwrap_or(ModelKind::Unspecified);
         if kind != ModelKind::Trees {
             return Err(self.reject(
@@ -956,34 +931,9 @@ impl Service {
             header.update_sha256.clone(),
             self.inner.chunk_bytes,
         );
-        loop {
-            let msg = match stream.message().await {
-                Ok(Some(m)) => m,
-                Ok(None) => break,
-                Err(s) => {
-                    return Err(self.reject(
-                        &site,
-                        round,
-                        format!("the contribution's stream broke: {}", s.message()),
-                        bytes,
-                    ));
-                }
-            };
-            bytes += msg.encoded_len() as u64;
-            let pushed = match msg.kind {
-                Some(update_chunk::Kind::Data(data)) => {
-                    assembly.push(&data).map_err(|e| e.to_string())
-                }
-                Some(update_chunk::Kind::Header(_)) => Err("a second update header".into()),
-                None => Ok(()),
-            };
-            if let Err(reason) = pushed {
-                return Err(self.reject(&site, round, reason, bytes));
-            }
-        }
-        self.inner
-            .bytes_received
-            .fetch_add(bytes, Ordering::Relaxed);
+        let bytes = self
+            .receive_chunks(&site, round, &mut stream, &mut assembly, bytes)
+            .await?;
         let trees = match assembly.finish_bytes() {
             Ok(t) => t,
             Err(e) => return Err(self.reject(&site, round, e.to_string(), bytes)),
@@ -1050,6 +1000,48 @@ impl Service {
             });
         }
         Status::invalid_argument(format!("contribution rejected: {reason}"))
+    }
+
+    /// Feeds the rest of an update's stream (data chunks after its header) into
+    /// `assembly`; returns the bytes received, `bytes` (the header's) included. A broken
+    /// stream, a chunk the reassembly refuses or a second header is a recorded rejection.
+    async fn receive_chunks(
+        &self,
+        site: &str,
+        round: u32,
+        stream: &mut Streaming<UpdateChunk>,
+        assembly: &mut Reassembler,
+        mut bytes: u64,
+    ) -> Result<u64, Status> {
+        loop {
+            let msg = match stream.message().await {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(s) => {
+                    return Err(self.reject(
+                        site,
+                        round,
+                        format!("the update's stream broke: {}", s.message()),
+                        bytes,
+                    ));
+                }
+            };
+            bytes += msg.encoded_len() as u64;
+            let pushed = match msg.kind {
+                Some(update_chunk::Kind::Data(data)) => {
+                    assembly.push(&data).map_err(|e| e.to_string())
+                }
+                Some(update_chunk::Kind::Header(_)) => Err("a second update header".into()),
+                None => Ok(()),
+            };
+            if let Err(reason) = pushed {
+                return Err(self.reject(site, round, reason, bytes));
+            }
+        }
+        self.inner
+            .bytes_received
+            .fetch_add(bytes, Ordering::Relaxed);
+        Ok(bytes)
     }
 
     /// Records an update that no phase waits for (a replay of an earlier round, a
