@@ -593,7 +593,19 @@ impl Federation for Service {
     async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinReply>, Status> {
         let (metadata, _, req) = request.into_parts();
         check_version(req.protocol_version.as_ref())?;
-        self.inner.keys.authenticate(&metadata, &req.site_id)?;
+        if let Err(status) = self.inner.keys.authenticate(&metadata, &req.site_id) {
+            // Recorded under the id the caller claimed (it is not proven to be theirs).
+            tracing::warn!(site_id = %req.site_id, reason = status.message(), "join refused");
+            let round = self.inner.lock().round;
+            let mut event =
+                self.inner
+                    .events
+                    .make(round, phase::JOIN_REFUSED, EventFields::default());
+            event.node_id = req.site_id.clone();
+            event.role = FlRole::Client;
+            self.inner.observer.event(event);
+            return Err(status);
+        }
         let inner = &self.inner;
         let site_kind = ModelKind::try_from(req.model_kind).map_err(|_| {
             Status::failed_precondition(format!(

@@ -18,8 +18,11 @@ pub mod phase {
     pub const ROUND_STARTED: &str = "round_started";
     /// A site's update arrived and was accepted.
     pub const UPDATE_RECEIVED: &str = "update_received";
-    /// A site's update (a tree contribution) was refused on receipt; never aggregated.
+    /// A site's update was refused on receipt (malformed, not finite, replayed or not
+    /// asked for); never aggregated.
     pub const UPDATE_REJECTED: &str = "update_rejected";
+    /// A join was refused for its credentials (unknown site, wrong or missing key).
+    pub const JOIN_REFUSED: &str = "join_refused";
     /// A site's evaluation arrived.
     pub const EVALUATION_RECEIVED: &str = "evaluation_received";
     /// The round's updates were aggregated into a new global model.

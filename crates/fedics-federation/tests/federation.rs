@@ -790,10 +790,11 @@ async fn distributed_dp_noise_is_added_by_the_sites() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_keys_and_protocol_versions_are_refused() {
     init_tracing();
+    let recorder = Arc::new(Recorder::default());
     let agg = Aggregator::start(
         AggregatorConfig::new(loopback(), keys(2)),
         vec![0.0; DIM + 1],
-        Arc::new(fedics_federation::NoopObserver),
+        recorder.clone(),
     )
     .await
     .unwrap();
@@ -846,6 +847,13 @@ async fn wrong_keys_and_protocol_versions_are_refused() {
     let err = client.join(authed(join(1, 6))).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
     assert!(err.message().contains("6 parameters"), "{}", err.message());
+    // Each refused credential is recorded against the id it claimed.
+    let refused: Vec<String> = recorder
+        .phases(phase::JOIN_REFUSED)
+        .into_iter()
+        .map(|e| e.node_id)
+        .collect();
+    assert_eq!(refused, vec!["site-0", "site-9", "site-0"], "{refused:?}");
     let ok = client.join(authed(join(1, 5))).await.unwrap().into_inner();
     assert!(!ok.session.is_empty());
     assert_eq!(ok.protocol_version.unwrap().major, 1);
