@@ -190,6 +190,28 @@ pub(crate) fn score_metrics(
     Ok((n as u64, m))
 }
 
+/// A site's evaluation of a global model given by its `scores`: the threshold is the
+/// `quantile` of the scores of its benign training data, and the metrics
+/// ([`score_metrics`]) are taken on its labelled held-out data, else on the training data
+/// (all benign, scored once). Shared by the federated autoencoders.
+///
+/// # Errors
+///
+/// Whatever `scores` returns; a label count mismatch.
+pub(crate) fn evaluate_on_site(
+    scores: impl Fn(&[f32]) -> Result<Vec<f32>>,
+    quantile: f64,
+    train: &[f32],
+    eval: Option<&(Vec<f32>, Vec<bool>)>,
+) -> Result<(u64, Metrics)> {
+    let train_scores = scores(train)?;
+    let threshold = train::quantile(&train_scores, quantile);
+    match eval {
+        Some((x, y)) => score_metrics(&scores(x)?, y, threshold),
+        None => score_metrics(&train_scores, &vec![false; train_scores.len()], threshold),
+    }
+}
+
 /// The FedProx term μ/2·‖w − w_global‖² of `net`'s parameters (differentiable), with
 /// `global` the flat global parameters in the same layout.
 pub(crate) fn proximal_term<M: Module>(net: &M, global: &Tensor<1>, mu: f64) -> Tensor<1> {
@@ -309,14 +331,12 @@ impl AeTrainer {
     ///
     /// As [`AeSpec::evaluate_params`].
     pub fn evaluate_held_out(&self, params: &[f32]) -> Result<(u64, Metrics)> {
-        let threshold = self.spec.calibrate(params, &self.rows)?;
-        match &self.eval {
-            Some((rows, y)) => self.spec.evaluate_params(params, rows, y, threshold),
-            None => {
-                let y = vec![false; self.num_examples()];
-                self.spec.evaluate_params(params, &self.rows, &y, threshold)
-            }
-        }
+        evaluate_on_site(
+            |rows| self.spec.scores(params, rows),
+            self.spec.threshold_quantile,
+            &self.rows,
+            self.eval.as_ref(),
+        )
     }
 }
 

@@ -22,7 +22,7 @@ use fedics_fl::trainer::{LocalPlan, LocalResult, LocalTrainer, TrainError};
 
 use crate::compute::{self, ComputeDevice};
 use crate::federated::{Metrics, check_plan, flatten, load_flat, param_shapes};
-use crate::federated_ae::{proximal_term, score_metrics};
+use crate::federated_ae::{evaluate_on_site, proximal_term, score_metrics};
 use crate::lstm_ae::{LstmAeConfig, LstmAeNet};
 use crate::train;
 use crate::{MlError, Result};
@@ -298,15 +298,12 @@ impl LstmAeTrainer {
     ///
     /// As [`LstmSpec::evaluate_params`].
     pub fn evaluate_held_out(&self, params: &[f32]) -> Result<(u64, Metrics)> {
-        let threshold = self.spec.calibrate(params, &self.windows)?;
-        match &self.eval {
-            Some((windows, y)) => self.spec.evaluate_params(params, windows, y, threshold),
-            None => {
-                let y = vec![false; self.num_examples()];
-                self.spec
-                    .evaluate_params(params, &self.windows, &y, threshold)
-            }
-        }
+        evaluate_on_site(
+            |windows| self.spec.scores(params, windows),
+            self.spec.threshold_quantile,
+            &self.windows,
+            self.eval.as_ref(),
+        )
     }
 }
 
