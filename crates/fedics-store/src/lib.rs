@@ -44,6 +44,7 @@ mod error;
 mod fl;
 mod model;
 mod read;
+mod rendered;
 mod retention;
 mod time;
 mod write;
@@ -204,6 +205,8 @@ const CHANGE_CAPACITY: usize = 4096;
 pub struct Store {
     pub(crate) db: Db,
     changes: tokio::sync::broadcast::Sender<Change>,
+    /// Alert list entries rendered before, by id and version.
+    pub(crate) rendered: std::sync::Arc<rendered::RenderedAlerts>,
 }
 
 impl Store {
@@ -226,7 +229,11 @@ impl Store {
 
     fn with_db(db: Db) -> Self {
         let (changes, _) = tokio::sync::broadcast::channel(CHANGE_CAPACITY);
-        Self { db, changes }
+        Self {
+            db,
+            changes,
+            rendered: std::sync::Arc::new(rendered::RenderedAlerts::new()),
+        }
     }
 
     /// A receiver of every [`Change`] committed from now on (by this process's handles on

@@ -1,6 +1,8 @@
 //! Queries.
 
 use std::collections::HashMap;
+use std::io::Write as _;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use fedics_core::{AlertStatus, FlowRecord, PredictedTechnique, Severity};
@@ -165,7 +167,8 @@ struct AlertPageSql {
     limit: u32,
 }
 
-fn alert_page_sql(q: &AlertQuery) -> Result<AlertPageSql, StoreError> {
+/// The page of `q` as `total`, then `columns`.
+fn alert_page_sql(q: &AlertQuery, columns: &str) -> Result<AlertPageSql, StoreError> {
     let (filter, args, counted) = alert_filter(q)?;
     let count_sql = if counted {
         format!("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM alert_counters{filter}")
@@ -176,7 +179,7 @@ fn alert_page_sql(q: &AlertQuery) -> Result<AlertPageSql, StoreError> {
     // The total rides along on every row (an uncorrelated subquery, computed once): one
     // round trip for the page unless it is empty.
     let page_sql = format!(
-        "SELECT ({count_sql}) AS total, {ALERT_COLUMNS} FROM alerts{filter} \
+        "SELECT ({count_sql}) AS total, {columns} FROM alerts{filter} \
          ORDER BY last_seen DESC, id LIMIT ${} OFFSET ${}",
         n + 1,
         n + 2
@@ -217,16 +220,6 @@ struct AlertJson<'a> {
     dst_ip: &'a str,
     flow_count: u64,
     model_versions: &'a serde_json::value::RawValue,
-}
-
-/// [`AlertPage`] of [`AlertJson`] rows.
-#[derive(serde::Serialize)]
-struct AlertPageJson<'a> {
-    alerts: Vec<AlertJson<'a>>,
-    total: u64,
-    page: u32,
-    pages: u32,
-    limit: u32,
 }
 
 /// A stored id, checked to be a UUID in the form `Uuid`'s `Display` writes (hyphenated,
@@ -323,7 +316,7 @@ where
         .map_err(|e| StoreError::decode(op, column, e))
 }
 
-/// A row of [`AlertPageSql::page_sql`] (`total`, then [`ALERT_COLUMNS`] in that order), as
+/// A row of one column not read here (the version), then [`ALERT_COLUMNS`] in that order, as
 /// [`AlertJson`] borrowing the row's text: no per-column allocation, columns found by
 /// position.
 fn alert_json<'r, R>(op: &'static str, row: &'r R) -> Result<AlertJson<'r>, StoreError>
@@ -638,9 +631,14 @@ impl Store {
     }
 
     /// The same page as [`Store::list_alerts`], serialized to exactly the JSON that
-    /// `serde_json::to_vec(&list_alerts(q)?)` gives, without building the rows: stored
-    /// text is validated (ids, times, enums, addresses, and the JSON columns, which are
-    /// copied through as they are) and written once. For the API's hottest endpoint.
+    /// `serde_json::to_vec(&list_alerts(q)?)` gives, without building the rows. For the API's
+    /// hottest endpoint.
+    ///
+    /// The database gives the page's ids and versions (and the total); entries rendered
+    /// before at those versions come from the store's cache (`rendered.rs`), and only the
+    /// others are read in full, validated (ids, times, enums, addresses, and the JSON
+    /// columns, which are copied through as they are) and rendered. An alert deleted between
+    /// the two reads is left out of the page.
     ///
     /// # Errors
     ///
@@ -654,8 +652,8 @@ impl Store {
             mut args,
             page,
             limit,
-        } = alert_page_sql(q)?;
-        on_engine!(self, |DB, pool, _w, _b| {
+        } = alert_page_sql(q, "id, version")?;
+        let (total, mut entries, missing) = on_engine!(self, |DB, pool, _w, _b| {
             let filter_args = args.len();
             args.push(Arg::Int(i64::from(limit)));
             args.push(Arg::Int(i64::from(page - 1) * i64::from(limit)));
@@ -678,21 +676,86 @@ impl Store {
                     .map_err(StoreError::sqlx("list_alerts: count"))?
                 }
             };
-            let total = count(OP, total)?;
-            let body = AlertPageJson {
-                alerts: rows
-                    .iter()
-                    .map(|r| alert_json(OP, r))
-                    .collect::<Result<Vec<_>, _>>()?,
-                total,
-                page,
-                pages: pages(total, limit),
-                limit,
+            let mut entries = Vec::with_capacity(rows.len());
+            let mut missing = Vec::new();
+            for r in &rows {
+                let id = uuid(OP, "alerts.id", text_at(OP, "alerts.id", r, 1)?)?;
+                let version: i64 = sqlx::Row::try_get(r, 2)
+                    .map_err(|e| StoreError::decode(OP, "alerts.version", e))?;
+                let cached = self.rendered.get(id, version);
+                if cached.is_none() {
+                    missing.push(id);
+                }
+                entries.push((id, cached));
+            }
+            (total, entries, missing)
+        });
+        if !missing.is_empty() {
+            let fresh = self.render_alerts(&missing).await?;
+            for (id, entry) in &mut entries {
+                if entry.is_none() {
+                    *entry = fresh.get(id).cloned();
+                }
+            }
+        }
+        let total = count(OP, total)?;
+        let entries: Vec<Arc<str>> = entries.into_iter().filter_map(|(_, e)| e).collect();
+        let mut out =
+            Vec::with_capacity(96 + entries.iter().map(|e| e.len() + 1).sum::<usize>());
+        out.extend_from_slice(b"{\"alerts\":[");
+        for (i, e) in entries.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(e.as_bytes());
+        }
+        // As serde_json writes the rest of an `AlertPage`.
+        let pages = pages(total, limit);
+        write!(
+            out,
+            "],\"total\":{total},\"page\":{page},\"pages\":{pages},\"limit\":{limit}}}"
+        )
+        .map_err(|e| StoreError::decode(OP, "alerts", e))?;
+        Ok(out)
+    }
+
+    /// Reads the alerts with these ids in full, renders their list entries and keeps them
+    /// in the cache under the versions read. Ids of alerts that no longer exist are absent
+    /// from the result.
+    async fn render_alerts(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, Arc<str>>, StoreError> {
+        const OP: &str = "list_alerts";
+        // The ids as one JSON array: one statement text (and one prepared statement) for
+        // any number of them.
+        let ids_json = serde_json::to_string(ids).map_err(|e| StoreError::decode(OP, "id", e))?;
+        on_engine!(self, |DB, pool, _w, _b| {
+            let sql = match self.engine() {
+                Engine::Sqlite => format!(
+                    "SELECT version, {ALERT_COLUMNS} FROM alerts \
+                     WHERE id IN (SELECT value FROM json_each($1))"
+                ),
+                Engine::Postgres => format!(
+                    "SELECT version, {ALERT_COLUMNS} FROM alerts \
+                     WHERE id IN (SELECT json_array_elements_text($1::json))"
+                ),
             };
-            let mut out = Vec::with_capacity(256 + rows.len() * 700);
-            serde_json::to_writer(&mut out, &body)
-                .map_err(|e| StoreError::decode(OP, "alerts", e))?;
-            Ok(out)
+            let rows = sqlx::query::<DB>(AssertSqlSafe(sql))
+                .bind(ids_json.as_str())
+                .fetch_all(pool)
+                .await
+                .map_err(StoreError::sqlx("list_alerts: entries"))?;
+            let mut fresh = HashMap::with_capacity(rows.len());
+            for r in &rows {
+                let version: i64 = sqlx::Row::try_get(r, 0)
+                    .map_err(|e| StoreError::decode(OP, "alerts.version", e))?;
+                let entry = alert_json(OP, r)?;
+                let id = uuid(OP, "alerts.id", entry.id)?;
+                let json: Arc<str> = serde_json::to_string(&entry)
+                    .map_err(|e| StoreError::decode(OP, "alerts", e))?
+                    .into();
+                self.rendered.insert(id, version, json.clone());
+                fresh.insert(id, json);
+            }
+            Ok(fresh)
         })
     }
 
@@ -708,7 +771,7 @@ impl Store {
             mut args,
             page,
             limit,
-        } = alert_page_sql(q)?;
+        } = alert_page_sql(q, ALERT_COLUMNS)?;
         let (total, rows): (i64, Vec<RawAlert>) = on_engine!(self, |DB, pool, _w, _b| {
             let filter_args = args.len();
             args.push(Arg::Int(i64::from(limit)));
