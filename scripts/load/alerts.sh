@@ -7,7 +7,10 @@
 #   scripts/load/alerts.sh [N=1000000] [DURATION=20s] [CONNECTIONS=32] [THREADS=2]
 #
 # ENGINES="postgres sqlite" (default) picks the engines; REUSE=1 skips seeding a store that
-# already holds N alerts from an earlier run.
+# already holds N alerts from an earlier run. BIN=path serves with another build of the
+# example (say, of an earlier commit, for an A/B run); SCHEMA (PostgreSQL) and WORK (the
+# SQLite file, wrk's reports) keep its stores apart. PAGES=n asks for a random page among
+# the first n instead of the first page every time (scripts/load/random_page.lua).
 #
 # Needs: PostgreSQL on 127.0.0.1:5432 (database `test`), python3, wrk (apt-get install wrk).
 set -euo pipefail
@@ -19,15 +22,17 @@ CONNS=${3:-32}
 THREADS=${4:-2}
 PORT=${PORT:-18080}
 PG_BASE=${PG_BASE:-postgres://postgres@127.0.0.1:5432/test}
-SCHEMA=fedics_load
+SCHEMA=${SCHEMA:-fedics_load}
 WORK=${WORK:-target/load}
 mkdir -p "$WORK"
 export FEDICS_JWT_SECRET=${FEDICS_JWT_SECRET:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}
 
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 # The server alone: no pipeline, so the release build skips the ML stack.
-cargo build --quiet --release -p fedics-server --example api_server
-BIN=target/release/examples/api_server
+if [ -z "${BIN:-}" ]; then
+  cargo build --quiet --release -p fedics-server --example api_server
+  BIN=target/release/examples/api_server
+fi
 
 SERVER_PID=
 trap '[ -n "$SERVER_PID" ] && kill -INT "$SERVER_PID" 2>/dev/null; true' EXIT
@@ -46,7 +51,13 @@ run_wrk() { # $1 = engine name, $2 = store URL
   curl -fs -H "Authorization: Bearer $token" "$url" | python3 -c \
     'import json,sys; d=json.load(sys.stdin); print("total", d["total"], "page size", len(d["alerts"]))'
   echo "== $1: wrk -t$THREADS -c$CONNS -d$DURATION $url"
-  wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $token" "$url" | tee "$WORK/wrk-$1.txt"
+  local script=()
+  if [ -n "${PAGES:-}" ]; then
+    script=(-s scripts/load/random_page.lua)
+    echo "   (random page among the first $PAGES)"
+  fi
+  PAGES=${PAGES:-} wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${script[@]}" \
+    -H "Authorization: Bearer $token" "$url" | tee "$WORK/wrk-$1.txt"
   kill -INT $pid
   wait $pid 2>/dev/null || true
   SERVER_PID=

@@ -700,8 +700,7 @@ impl Store {
         }
         let total = count(OP, total)?;
         let entries: Vec<Arc<str>> = entries.into_iter().filter_map(|(_, e)| e).collect();
-        let mut out =
-            Vec::with_capacity(96 + entries.iter().map(|e| e.len() + 1).sum::<usize>());
+        let mut out = Vec::with_capacity(96 + entries.iter().map(|e| e.len() + 1).sum::<usize>());
         out.extend_from_slice(b"{\"alerts\":[");
         for (i, e) in entries.iter().enumerate() {
             if i > 0 {

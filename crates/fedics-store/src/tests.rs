@@ -2203,7 +2203,10 @@ async fn every_write_gives_an_alert_a_new_version(engine: Engine) {
     };
     db.store.apply(&batch(1, id)).await.unwrap();
     db.store.apply(&batch(1, other)).await.unwrap();
-    let mut seen = vec![alert_version(&db.store, id).await, alert_version(&db.store, other).await];
+    let mut seen = vec![
+        alert_version(&db.store, id).await,
+        alert_version(&db.store, other).await,
+    ];
     assert!(seen[0] > 0 && seen[1] > seen[0], "{seen:?}");
     let first = seen[0];
     let mut check = async |what: &str| {
@@ -2218,7 +2221,12 @@ async fn every_write_gives_an_alert_a_new_version(engine: Engine) {
         .await
         .unwrap();
     check("status").await;
-    exec(&db.store, "UPDATE alerts SET title = 'edited' WHERE id = $1", id).await;
+    exec(
+        &db.store,
+        "UPDATE alerts SET title = 'edited' WHERE id = $1",
+        id,
+    )
+    .await;
     check("edit").await;
     exec(
         &db.store,
@@ -2266,10 +2274,18 @@ async fn cached_list_entries_follow_every_write(engine: Engine) {
         .await
         .unwrap();
     same("merged").await;
-    exec(&db.store, "UPDATE alerts SET description = 'by hand' WHERE id = $1", id).await;
+    exec(
+        &db.store,
+        "UPDATE alerts SET description = 'by hand' WHERE id = $1",
+        id,
+    )
+    .await;
     same("edited by hand").await;
     let page = String::from_utf8(db.store.list_alerts_json(&q).await.unwrap()).unwrap();
-    assert!(page.contains("by hand") && page.contains("resolved"), "{page}");
+    assert!(
+        page.contains("by hand") && page.contains("resolved"),
+        "{page}"
+    );
     // A second handle on the same database (another server) has its own cache and sees the
     // same page.
     let second = db.test.open().await;

@@ -20,3 +20,14 @@ $$;
 
 CREATE TRIGGER alerts_version BEFORE INSERT OR UPDATE ON alerts
 FOR EACH ROW EXECUTE FUNCTION alerts_next_version();
+
+-- The alert page reads ids and versions in list order (src/read.rs): the list indexes carry
+-- the version, so a page, and the rows an OFFSET skips, come from the index alone.
+DROP INDEX idx_alerts_list;
+DROP INDEX idx_alerts_severity_list;
+DROP INDEX idx_alerts_status_list;
+DROP INDEX idx_alerts_facility_list;
+CREATE INDEX idx_alerts_list ON alerts (last_seen DESC, id) INCLUDE (version);
+CREATE INDEX idx_alerts_severity_list ON alerts (severity, last_seen DESC, id) INCLUDE (version);
+CREATE INDEX idx_alerts_status_list ON alerts (status, last_seen DESC, id) INCLUDE (version);
+CREATE INDEX idx_alerts_facility_list ON alerts (facility_id, last_seen DESC, id) INCLUDE (version);
