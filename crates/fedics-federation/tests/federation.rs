@@ -6,14 +6,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fedics_core::FlEvent;
 use fedics_federation::observer::phase;
 use fedics_federation::proto::federation_client::FederationClient;
 use fedics_federation::proto::{JoinRequest, ProtocolVersion};
 use fedics_federation::{
-    Aggregator, AggregatorConfig, AggregatorHandle, Backoff, ClientProgress, ClientTls, DpConfig,
-    FlObserver, NoiseMode, RoundReport, ServerTls, SiteConfig, SiteError, SiteKeys, SiteSummary,
-    run_site,
+    Aggregator, AggregatorConfig, AggregatorHandle, Backoff, ClientTls, DpConfig, NoiseMode,
+    ServerTls, SiteConfig, SiteError, SiteSummary, run_site,
 };
 use fedics_fl::dp::PrivacyBudget;
 use fedics_fl::strategy::{RoundSettings, StrategyConfig};
@@ -24,6 +22,9 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+mod common;
+use common::{Recorder, WAIT, authed, init_tracing, key, keys, loopback, site_id};
 
 // ---------------------------------------------------------------------------------------------
 // A real trainer: linear least squares, y ≈ w·x + b, trained by mini-batch gradient descent.
@@ -221,62 +222,6 @@ impl LocalTrainer for Stalls {
 // Harness.
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Default)]
-struct Recorder {
-    events: Mutex<Vec<FlEvent>>,
-    clients: Mutex<Vec<ClientProgress>>,
-    reports: Mutex<Vec<RoundReport>>,
-}
-
-impl FlObserver for Recorder {
-    fn event(&self, e: FlEvent) {
-        self.events.lock().unwrap().push(e);
-    }
-    fn client_progress(&self, p: &ClientProgress) {
-        self.clients.lock().unwrap().push(p.clone());
-    }
-    fn round_finished(&self, r: &RoundReport) {
-        self.reports.lock().unwrap().push(r.clone());
-    }
-}
-
-impl Recorder {
-    fn phases(&self, phase: &str) -> Vec<FlEvent> {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| e.phase == phase)
-            .cloned()
-            .collect()
-    }
-}
-
-fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
-fn loopback() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
-
-fn site_id(i: usize) -> String {
-    format!("site-{i}")
-}
-
-fn key(i: usize) -> String {
-    format!("key-{i}-0123456789abcdef")
-}
-
-fn keys(n: usize) -> SiteKeys {
-    (0..n).fold(SiteKeys::new(), |k, i| k.with(site_id(i), key(i)))
-}
-
 fn settings(lr: f32, epochs: u32) -> RoundSettings {
     RoundSettings {
         local_epochs: epochs,
@@ -344,8 +289,6 @@ fn least_squares(seed: u64, n: usize, shift: f64) -> LeastSquares {
         test: make_data(seed + 1000, 100, shift, 0.05),
     }
 }
-
-const WAIT: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------------------------
 // (a) convergence
@@ -1153,16 +1096,6 @@ async fn unclipped_client(target: String, i: usize) -> Result<(), tonic::Status>
     // Stay connected until the aggregator ends the stream.
     while tasks.message().await?.is_some() {}
     Ok(())
-}
-
-/// A request with site `i`'s credentials.
-fn authed<T>(i: usize, msg: T) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    r.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {}", key(i)).parse().unwrap(),
-    );
-    r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

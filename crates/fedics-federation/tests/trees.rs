@@ -4,11 +4,8 @@
 //! are refused with a reason, recorded, and never merged.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
-use fedics_core::FlEvent;
 use fedics_detect::iforest::IsolationForest;
 use fedics_detect::iforest_federated::{IForestMerger, IForestSite};
 use fedics_federation::codec::sha256;
@@ -19,8 +16,8 @@ use fedics_federation::proto::{
     JoinRequest, ModelKind, TasksRequest, TreeContribution, UpdateChunk, UpdateHeader, update_chunk,
 };
 use fedics_federation::{
-    Aggregator, AggregatorConfig, ClientProgress, DpConfig, FederationError, FlObserver, NoiseMode,
-    RoundReport, SiteConfig, SiteError, SiteKeys, TreeConfig, run_site, run_tree_site,
+    Aggregator, AggregatorConfig, DpConfig, FederationError, NoiseMode, RoundReport, SiteConfig,
+    SiteError, TreeConfig, run_site, run_tree_site,
 };
 use fedics_fl::dp::PrivacyBudget;
 use fedics_fl::strategy::StrategyConfig;
@@ -29,40 +26,10 @@ use fedics_fl::trees::{TreePlan, TreeTrainer};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+mod common;
+use common::{Recorder, WAIT, authed, key, keys, loopback, site_id};
+
 const FEATURES: usize = 4;
-const WAIT: Duration = Duration::from_secs(30);
-
-#[derive(Default)]
-struct Recorder {
-    events: Mutex<Vec<FlEvent>>,
-    clients: Mutex<Vec<ClientProgress>>,
-}
-
-impl FlObserver for Recorder {
-    fn event(&self, e: FlEvent) {
-        self.events.lock().unwrap().push(e);
-    }
-    fn client_progress(&self, p: &ClientProgress) {
-        self.clients.lock().unwrap().push(p.clone());
-    }
-}
-
-fn loopback() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
-
-fn site_id(i: usize) -> String {
-    format!("site-{i}")
-}
-
-fn key(i: usize) -> String {
-    format!("key-{i}-0123456789abcdef")
-}
-
-fn keys(n: usize) -> SiteKeys {
-    (0..n).fold(SiteKeys::new(), |k, i| k.with(site_id(i), key(i)))
-}
-
 /// Rows of `d` features in a box near the origin; attacks beyond it in every feature.
 fn rows(n: usize, d: usize, attack: bool, seed: u64) -> Vec<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -220,16 +187,6 @@ enum Spoil {
     NanThreshold,
     /// Not a forest at all.
     Garbage,
-}
-
-/// A request with site `i`'s credentials.
-fn authed<T>(i: usize, msg: T) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    r.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {}", key(i)).parse().unwrap(),
-    );
-    r
 }
 
 /// A hand-written tree site that joins, waits for its training task and answers with a
