@@ -469,12 +469,14 @@ fn iforest_plan(
 ) -> Result<Plan> {
     if a.dp_noise.is_some() || a.dp_clip.is_some() {
         bail!(
-            "--model iforest is federated by merging trees: client-level DP clips and noises parameter updates,              a tree has no norm to clip, so --dp-noise/--dp-clip do not apply"
+            "--model iforest is federated by merging trees: client-level DP clips and noises parameter updates, \
+             a tree has no norm to clip, so --dp-noise/--dp-clip do not apply"
         );
     }
     if a.strategy != StrategyConfig::FedAvg {
         bail!(
-            "--model iforest merges trees; --strategy {} combines parameter vectors and does not apply              (leave the default fedavg: all sites, example-weighted evaluation)",
+            "--model iforest merges trees; --strategy {} combines parameter vectors and does not apply \
+             (leave the default fedavg: all sites, example-weighted evaluation)",
             a.strategy
         );
     }
