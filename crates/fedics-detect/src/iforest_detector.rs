@@ -167,6 +167,41 @@ impl IForestModel {
         })
     }
 
+    /// This model with another forest over the same features (a federation's global
+    /// forest), its threshold and the rows it was grown from; the preprocessing and feature
+    /// names are kept, the version names the new forest.
+    pub fn with_forest(
+        &self,
+        forest: IsolationForest,
+        threshold: f64,
+        n_train: usize,
+    ) -> Result<Self, DetectError> {
+        if forest.n_features() != self.forest.n_features() {
+            return Err(DetectError::Model(format!(
+                "a forest of {} features for a model of {}",
+                forest.n_features(),
+                self.forest.n_features()
+            )));
+        }
+        if !threshold.is_finite() {
+            return Err(DetectError::Model(format!(
+                "threshold {threshold} is not a number"
+            )));
+        }
+        let hash = format!("{:016x}", fnv1a(&forest.to_bytes()));
+        Ok(Self {
+            version: format!("iforest-{}", &hash[..10]),
+            feature_names: self.feature_names.clone(),
+            forest,
+            threshold,
+            n_train,
+            train_data_hash: hash,
+            created_at: Utc::now(),
+            preprocessor: self.preprocessor.clone(),
+            compiled: OnceLock::new(),
+        })
+    }
+
     fn compiled(&self) -> Option<&CompiledForest> {
         self.compiled
             .get_or_init(|| self.forest.compile().ok())
@@ -394,5 +429,55 @@ impl Detector for IForestDetector {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(n: usize, d: usize, salt: usize) -> Vec<f32> {
+        (0..n * d)
+            .map(|i| ((i * 37 + salt) % 101) as f32 / 101.0)
+            .collect()
+    }
+
+    fn params(seed: u64) -> IForestParams {
+        IForestParams {
+            n_estimators: 20,
+            max_samples: 32,
+            seed,
+        }
+    }
+
+    fn fit(rows: &[f32], d: usize, seed: u64) -> IsolationForest {
+        let x: Vec<f64> = rows.iter().map(|&v| f64::from(v)).collect();
+        IsolationForest::fit(&x, d, &params(seed)).unwrap()
+    }
+
+    /// A federation's global forest goes into a model file with the initial model's
+    /// features and preprocessing, and reads back as it was.
+    #[test]
+    fn a_global_forest_keeps_the_model_and_round_trips_through_a_file() {
+        let x = rows(100, 4, 0);
+        let init = IForestModel::fit_table(&x, 4, None, &params(3), 0.2, 0.95).unwrap();
+        let global = fit(&rows(100, 4, 5), 4, 9);
+        let m = init.with_forest(global.clone(), 0.61, 100).unwrap();
+        assert_eq!(m.feature_names, init.feature_names);
+        assert_ne!(m.version, init.version);
+        assert_eq!(m.n_train, 100);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("global.model");
+        m.save(&path).unwrap();
+        let back = IForestModel::load(&path).unwrap();
+        assert_eq!(back.threshold, 0.61);
+        assert_eq!(back.version, m.version);
+        assert_eq!(back.forest.to_bytes(), global.to_bytes());
+        assert_eq!(back.score_f32(&x), m.score_f32(&x));
+
+        let three = fit(&rows(100, 3, 0), 3, 1);
+        let err = init.with_forest(three, 0.5, 1).unwrap_err();
+        assert!(err.to_string().contains("3 features"), "{err}");
+        assert!(init.with_forest(global, f64::NAN, 1).is_err());
     }
 }

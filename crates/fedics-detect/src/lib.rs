@@ -38,6 +38,9 @@ pub enum DetectError {
     ModelFile { path: String, message: String },
     #[error(transparent)]
     IForest(#[from] iforest::IForestError),
+    /// Parts of a model that do not fit together.
+    #[error("model: {0}")]
+    Model(String),
 }
 
 /// A detector's verdict on one flow.

@@ -1,15 +1,26 @@
 //! `fedics fl serve` (the aggregator) and `fedics fl join` (a site) as separate processes
-//! over the network. Both sides agree on the model through one MLP model file (from
-//! `fedics train --model mlp …`): its architecture, classes and preprocessing, and the
-//! initial weights. Sites read their own data file and never send rows, only updates.
+//! over the network. Both sides agree on the model through one model file, whose kind picks
+//! the federation:
+//!
+//! * an MLP (`fedics train --model mlp …`): its architecture, classes, preprocessing and
+//!   initial weights; parameter updates are aggregated by the chosen strategy;
+//! * an Isolation Forest (`fedics train --model iforest …`): its preprocessing, tree count
+//!   and sample size; each site grows trees on its own benign rows and the aggregator merges
+//!   them (no parameters, so no strategy or DP), each site calibrating its own threshold.
+//!
+//! Sites read their own data file and never send rows, only updates or trees.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use fedics_detect::iforest::IsolationForest;
+use fedics_detect::iforest_detector::IForestModel;
+use fedics_detect::iforest_federated::{IForestMerger, IForestSite};
 use fedics_federation::{
-    Aggregator, AggregatorConfig, ClientTls, ServerTls, SiteConfig, SiteKeys, run_site,
+    Aggregator, AggregatorConfig, AggregatorHandle, ClientTls, ServerTls, SiteConfig, SiteKeys,
+    SiteSummary, TreeConfig, run_site, run_tree_site,
 };
 use fedics_fl::strategy::{RoundSettings, StrategyConfig};
 use fedics_ml::federated::MlpTrainer;
@@ -24,8 +35,9 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7070")]
     pub listen: std::net::SocketAddr,
-    /// MLP model file every site also has: architecture, classes, preprocessing and the
-    /// initial global weights.
+    /// Model file every site also has: an MLP (architecture, classes, preprocessing and the
+    /// initial global weights) or an Isolation Forest (preprocessing, trees per round,
+    /// rows per tree).
     #[arg(long)]
     pub model: PathBuf,
     /// The sites allowed to join: one `SITE_ID KEY` per line (`#` starts a comment). Keep
@@ -95,7 +107,8 @@ pub struct JoinArgs {
     /// File holding this site's key (else FEDICS_SITE_KEY).
     #[arg(long)]
     pub key_file: Option<PathBuf>,
-    /// The federation's MLP model file (for its classes and preprocessing).
+    /// The federation's model file, as the aggregator's (for its kind, classes and
+    /// preprocessing).
     #[arg(long)]
     pub model: PathBuf,
     /// This site's labelled data.
@@ -155,12 +168,32 @@ pub fn parse_sites(text: &str) -> Result<SiteKeys> {
     Ok(keys)
 }
 
-pub async fn serve(a: ServeArgs) -> Result<()> {
-    let started = Instant::now();
-    let model = MlpModel::load(&a.model, ComputeDevice::Cpu)
-        .with_context(|| format!("loading the federation's model {}", a.model.display()))?;
-    let keys = parse_sites(&read_text(&a.sites_file, "the sites file")?)?;
-    let n_sites = keys.len();
+/// The kind of model a federation's model file holds.
+#[allow(clippy::large_enum_variant)] // one or two values per process
+enum Federated {
+    Mlp(MlpModel),
+    IForest(IForestModel),
+}
+
+fn load_federated(path: &Path) -> Result<Federated> {
+    let (kind, _, _) = fedics_tabular::modelfile::peek(path)?;
+    let context = || format!("loading the federation's model {}", path.display());
+    match kind.as_str() {
+        "mlp" => Ok(Federated::Mlp(
+            MlpModel::load(path, ComputeDevice::Cpu).with_context(context)?,
+        )),
+        IForestModel::KIND => Ok(Federated::IForest(
+            IForestModel::load(path).with_context(context)?,
+        )),
+        other => bail!(
+            "{}: a `{other}` model; fl serve and fl join federate `mlp` and `iforest` model files",
+            path.display()
+        ),
+    }
+}
+
+/// The aggregator's configuration from the command line (both kinds).
+fn aggregator_config(a: &ServeArgs, keys: SiteKeys) -> Result<AggregatorConfig> {
     let mut cfg = AggregatorConfig::new(a.listen, keys);
     cfg.strategy = a.strategy.clone();
     cfg.settings = RoundSettings {
@@ -188,11 +221,36 @@ pub async fn serve(a: ServeArgs) -> Result<()> {
     if cfg.tls.is_none() && !a.listen.ip().is_loopback() {
         tracing::warn!(listen = %a.listen, "the aggregator listens without TLS on a non-loopback address: updates and keys travel in clear");
     }
+    Ok(cfg)
+}
+
+pub async fn serve(a: ServeArgs) -> Result<()> {
+    let started = Instant::now();
+    let model = load_federated(&a.model)?;
+    let keys = parse_sites(&read_text(&a.sites_file, "the sites file")?)?;
+    let n_sites = keys.len();
+    let cfg = aggregator_config(&a, keys)?;
     let (observer, recorder) =
         crate::fl_record::observer_for(a.db.as_deref(), "fl-serve", n_sites, &cfg).await?;
-    let handle = Aggregator::start(cfg, model.flat_params(), observer)
-        .await
-        .context("starting the aggregator")?;
+    let handle = match &model {
+        Federated::Mlp(m) => Aggregator::start(cfg, m.flat_params(), observer).await,
+        Federated::IForest(m) => {
+            if a.dp_noise.is_some() || a.dp_clip.is_some() {
+                bail!(
+                    "an Isolation Forest federation merges trees: client-level DP clips and \
+                     noises parameter updates, a tree has no norm to clip"
+                );
+            }
+            let trees = TreeConfig {
+                merger: std::sync::Arc::new(IForestMerger),
+                n_features: m.forest.n_features(),
+                n_trees: m.forest.n_trees(),
+                max_samples: m.forest.sample_size(),
+            };
+            Aggregator::start_trees(cfg, trees, observer).await
+        }
+    }
+    .context("starting the aggregator")?;
     let want = a.min_sites.unwrap_or(n_sites).clamp(1, n_sites);
     tracing::info!(addr = %handle.addr(), sites = n_sites, waiting_for = want, "aggregator up; waiting for sites");
     handle
@@ -200,10 +258,13 @@ pub async fn serve(a: ServeArgs) -> Result<()> {
         .await
         .context("waiting for the sites to join")?;
     let mut rounds = Vec::new();
+    // The sites' mean calibrated threshold for the last global forest.
+    let mut threshold = None;
     for _ in 0..a.rounds {
         let r = handle.run_round().await?;
         tracing::info!(round = r.round, seconds = r.seconds, participants = ?r.participants, dropped = ?r.dropped, epsilon = r.epsilon, "round done");
         let refused = r.refused.clone();
+        threshold = r.eval_metrics.get("threshold").copied().or(threshold);
         rounds.push(json!({
             "round": r.round,
             "seconds": r.seconds,
@@ -219,7 +280,7 @@ pub async fn serve(a: ServeArgs) -> Result<()> {
             break;
         }
     }
-    let params = handle.global_params();
+    let global = global_model(&model, &handle, threshold, rounds.len())?;
     handle.shutdown().await?;
     if let Some(task) = recorder
         && tokio::time::timeout(Duration::from_secs(30), task)
@@ -229,24 +290,89 @@ pub async fn serve(a: ServeArgs) -> Result<()> {
         tracing::warn!("the federation's store records were not all written within 30 s");
     }
     if let Some(out) = &a.out {
-        let m = model.with_flat_params(
-            &params,
-            0,
-            &format!("fedics fl serve, {} rounds", rounds.len()),
-            Default::default(),
-        )?;
-        m.save(out)
-            .with_context(|| format!("writing the global model {}", out.display()))?;
+        match global {
+            Federated::Mlp(m) => m.save(out).map_err(anyhow::Error::from),
+            Federated::IForest(m) => m.save(out).map_err(anyhow::Error::from),
+        }
+        .with_context(|| format!("writing the global model {}", out.display()))?;
     }
     outln!(
         "{}",
         json!({
+            "model": match model { Federated::Mlp(_) => "mlp", Federated::IForest(_) => "iforest" },
             "rounds": rounds,
+            "threshold": threshold,
             "total_seconds": started.elapsed().as_secs_f64(),
             "out": a.out.as_ref().map(|p| p.display().to_string()),
         })
     );
     Ok(())
+}
+
+/// The federation's global model as a model file of the input's kind.
+fn global_model(
+    model: &Federated,
+    handle: &AggregatorHandle,
+    threshold: Option<f64>,
+    rounds: usize,
+) -> Result<Federated> {
+    Ok(match model {
+        Federated::Mlp(m) => Federated::Mlp(m.with_flat_params(
+            &handle.global_params(),
+            0,
+            &format!("fedics fl serve, {rounds} rounds"),
+            Default::default(),
+        )?),
+        Federated::IForest(m) => match handle.global_forest() {
+            Some(bytes) => {
+                let forest = IsolationForest::from_bytes(&bytes)
+                    .context("decoding the federation's global forest")?;
+                let threshold = threshold.context("the sites reported no threshold")?;
+                // The rows the contributing sites grew their trees from.
+                let n_train = handle
+                    .sites()
+                    .iter()
+                    .filter(|s| s.last_round > 0)
+                    .map(|s| s.num_examples)
+                    .sum::<u64>();
+                Federated::IForest(m.with_forest(
+                    forest,
+                    threshold,
+                    usize::try_from(n_train).unwrap_or(usize::MAX),
+                )?)
+            }
+            // No round finished: the input model, unchanged.
+            None => Federated::IForest(m.clone()),
+        },
+    })
+}
+
+/// This site's connection settings from the command line.
+fn site_config(a: &JoinArgs, key: String, n_train: usize) -> Result<SiteConfig> {
+    let mut sc = SiteConfig::new(a.server.clone(), a.site.clone(), key);
+    sc.num_examples = n_train as u64;
+    sc.tls = match &a.ca {
+        Some(ca) => Some(ClientTls {
+            ca_pem: read_text(ca, "the CA")?,
+            domain: a.tls_domain.clone(),
+            identity: match (&a.tls_cert, &a.tls_key) {
+                (Some(c), Some(k)) => Some((
+                    read_text(c, "the site certificate")?,
+                    read_text(k, "the site key")?,
+                )),
+                _ => None,
+            },
+        }),
+        None => None,
+    };
+    Ok(sc)
+}
+
+/// Whether row `i` of `n` is held out to evaluate, for `n_eval` held-out rows: every
+/// (n/n_eval)-th row (deterministic, spread over the file).
+fn held_out(i: usize, n: usize, n_eval: usize) -> bool {
+    let every = n.checked_div(n_eval).map_or(usize::MAX, |e| e.max(1));
+    n_eval > 0 && i % every == every - 1 && i / every < n_eval
 }
 
 pub async fn join(a: JoinArgs) -> Result<()> {
@@ -258,22 +384,54 @@ pub async fn join(a: JoinArgs) -> Result<()> {
     if !(0.0..1.0).contains(&a.eval_fraction) {
         bail!("--eval-fraction {} must be in [0, 1)", a.eval_fraction);
     }
-    let model = MlpModel::load(&a.model, ComputeDevice::Cpu)
-        .with_context(|| format!("loading the federation's model {}", a.model.display()))?;
-    let pre = model
-        .preprocessor
-        .as_ref()
-        .context("the model file has no preprocessing; sites cannot encode their data")?;
+    let model = load_federated(&a.model)?;
+    let pre = match &model {
+        Federated::Mlp(m) => m.preprocessor.as_ref(),
+        Federated::IForest(m) => m.preprocessor.as_ref(),
+    }
+    .context("the model file has no preprocessing; sites cannot encode their data")?;
     let data = load(&a.data, &a.data_args, None)?;
     let (x, unseen) = pre.transform_with_report(&data.table)?;
     if !unseen.is_empty() {
         tracing::warn!(report = ?unseen, "categories unseen by the model's preprocessing");
     }
     let d = x.cols();
+    let (n_train, n_held, summary) = match &model {
+        Federated::Mlp(m) => join_mlp(&a, key, m, x.as_slice(), d, &data.class).await?,
+        Federated::IForest(_) => join_iforest(&a, key, x.as_slice(), d, &data.is_attack).await?,
+    };
+    tracing::debug!(rows = n_train, held_out = n_held, "left the federation");
+    outln!(
+        "{}",
+        json!({
+            "site": a.site,
+            "rows": n_train,
+            "rounds_trained": summary.rounds_trained,
+            "evaluations": summary.evaluations,
+            "joins": summary.joins,
+            "rejected_updates": summary.rejected_updates,
+            "bytes_sent": summary.bytes_sent,
+            "bytes_received": summary.bytes_received,
+            "finished": summary.finished,
+        })
+    );
+    Ok(())
+}
+
+/// An MLP site: trains on its labelled rows, evaluates on the held-out ones. Returns the
+/// rows trained on and held out, and the site's summary.
+async fn join_mlp(
+    a: &JoinArgs,
+    key: String,
+    model: &MlpModel,
+    x: &[f32],
+    d: usize,
+    class: &[String],
+) -> Result<(usize, usize, SiteSummary)> {
     let mut rows = Vec::new();
     let mut labels = Vec::new();
     let mut skipped = 0usize;
-    for (row, class) in x.as_slice().chunks(d).zip(&data.class) {
+    for (row, class) in x.chunks(d).zip(class) {
         match model.classes.iter().position(|c| c == class) {
             Some(y) => {
                 rows.push(row);
@@ -293,11 +451,9 @@ pub async fn join(a: JoinArgs) -> Result<()> {
     if n - n_eval == 0 {
         bail!("{}: no row to train on", a.data.display());
     }
-    // Every 1/f-th row is held out (deterministic, spread over the file).
-    let every = n.checked_div(n_eval).map_or(usize::MAX, |e| e.max(1));
     let (mut tr, mut tl, mut er, mut el) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (i, (row, y)) in rows.iter().zip(&labels).enumerate() {
-        if n_eval > 0 && i % every == every - 1 && el.len() < n_eval {
+        if held_out(i, n, n_eval) {
             er.extend_from_slice(row);
             el.push(*y);
         } else {
@@ -305,43 +461,50 @@ pub async fn join(a: JoinArgs) -> Result<()> {
             tl.push(*y);
         }
     }
-    let spec = model.federation_spec()?;
     let n_train = tl.len();
-    let mut trainer = MlpTrainer::with_spec(spec, tr, tl)?;
+    let mut trainer = MlpTrainer::with_spec(model.federation_spec()?, tr, tl)?;
     if !el.is_empty() {
         trainer = trainer.with_eval(er, el)?;
     }
-    let mut sc = SiteConfig::new(a.server.clone(), a.site.clone(), key);
-    sc.num_examples = n_train as u64;
-    sc.tls = match &a.ca {
-        Some(ca) => Some(ClientTls {
-            ca_pem: read_text(ca, "the CA")?,
-            domain: a.tls_domain.clone(),
-            identity: match (&a.tls_cert, &a.tls_key) {
-                (Some(c), Some(k)) => Some((
-                    read_text(c, "the site certificate")?,
-                    read_text(k, "the site key")?,
-                )),
-                _ => None,
-            },
-        }),
-        None => None,
-    };
+    let sc = site_config(a, key, n_train)?;
     tracing::info!(site = %a.site, server = %a.server, rows = n_train, held_out = n - n_train, "joining the federation");
     let summary = run_site(sc, Box::new(trainer), crate::demo::shutdown_signal()).await?;
-    outln!(
-        "{}",
-        json!({
-            "site": a.site,
-            "rows": n_train,
-            "rounds_trained": summary.rounds_trained,
-            "evaluations": summary.evaluations,
-            "joins": summary.joins,
-            "rejected_updates": summary.rejected_updates,
-            "bytes_sent": summary.bytes_sent,
-            "bytes_received": summary.bytes_received,
-            "finished": summary.finished,
-        })
-    );
-    Ok(())
+    Ok((n_train, n - n_train, summary))
+}
+
+/// An Isolation Forest site: grows trees on the benign rows it does not hold out, evaluates
+/// (and calibrates its threshold) on the held-out rows, attacks included.
+async fn join_iforest(
+    a: &JoinArgs,
+    key: String,
+    x: &[f32],
+    d: usize,
+    is_attack: &[bool],
+) -> Result<(usize, usize, SiteSummary)> {
+    let n = is_attack.len();
+    let n_eval = ((n as f64) * a.eval_fraction).round() as usize;
+    let (mut benign, mut er, mut el) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, (row, &attack)) in x.chunks(d).zip(is_attack).enumerate() {
+        if held_out(i, n, n_eval) {
+            er.extend_from_slice(row);
+            el.push(attack);
+        } else if !attack {
+            benign.extend_from_slice(row);
+        }
+    }
+    let n_train = benign.len() / d.max(1);
+    if n_train < 2 {
+        bail!(
+            "{}: {n_train} benign rows to grow trees on (at least 2)",
+            a.data.display()
+        );
+    }
+    let mut site = IForestSite::new(d, benign)?;
+    if !el.is_empty() {
+        site = site.with_eval(er, el)?;
+    }
+    let sc = site_config(a, key, n_train)?;
+    tracing::info!(site = %a.site, server = %a.server, benign_rows = n_train, held_out = n_eval, "joining the tree federation");
+    let summary = run_tree_site(sc, Box::new(site), crate::demo::shutdown_signal()).await?;
+    Ok((n_train, n_eval, summary))
 }

@@ -264,26 +264,29 @@ fn nsl_kdd_lines(name: &str) -> Vec<String> {
     text.lines().map(str::to_owned).collect()
 }
 
-#[test]
-fn fl_serve_and_fl_join_federate_as_separate_processes() {
+/// What `fl serve` and its two `fl join` sites printed, and the model files.
+struct NetworkRun {
+    report: Value,
+    sites: Vec<Value>,
+    init: Vec<u8>,
+    global: Vec<u8>,
+}
+
+/// Trains an initial model of `model` (`fedics train --model …` plus `train_args`) on a
+/// public slice, then runs `fl serve` for two rounds and two `fl join` sites with their own
+/// slices as separate processes over loopback; a third site with a wrong key is refused
+/// first.
+fn federate_over_the_network(model: &str, train_args: &[&str]) -> NetworkRun {
     use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n);
-    // The model file both sides agree on, trained briefly on a public slice.
     let lines = nsl_kdd_lines("KDDTest+.txt.gz");
     std::fs::write(p("init.txt"), lines[..4000].join("\n")).unwrap();
     std::fs::write(p("site-a.txt"), lines[4000..10000].join("\n")).unwrap();
     std::fs::write(p("site-b.txt"), lines[10000..16000].join("\n")).unwrap();
     let out = Command::new(BIN)
-        .args([
-            "train",
-            "--model",
-            "mlp",
-            "--dataset",
-            "nsl-kdd",
-            "--epochs",
-            "1",
-        ])
+        .args(["train", "--model", model, "--dataset", "nsl-kdd"])
+        .args(train_args)
         .arg("--data")
         .arg(p("init.txt"))
         .arg("--out")
@@ -383,11 +386,8 @@ fn fl_serve_and_fl_join_federate_as_separate_processes() {
             serde_json::json!(["site-a", "site-b"]),
             "{r}"
         );
-        assert!(
-            r["eval"]["accuracy"].as_f64().is_some(),
-            "sites evaluate the global model: {r}"
-        );
     }
+    let mut sites = Vec::new();
     for (name, child) in [("site-a", a), ("site-b", b)] {
         let out = child.wait_with_output().unwrap();
         assert!(
@@ -398,11 +398,53 @@ fn fl_serve_and_fl_join_federate_as_separate_processes() {
         let s: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
         assert_eq!(s["rounds_trained"], 2, "{s}");
         assert_eq!(s["finished"], true, "{s}");
+        sites.push(s);
+    }
+    NetworkRun {
+        report,
+        sites,
+        init: std::fs::read(p("init.model")).unwrap(),
+        global: std::fs::read(p("global.model")).unwrap(),
+    }
+}
+
+#[test]
+fn fl_serve_and_fl_join_federate_as_separate_processes() {
+    let run = federate_over_the_network("mlp", &["--epochs", "1"]);
+    assert_eq!(run.report["model"], "mlp");
+    for r in run.report["rounds"].as_array().unwrap() {
+        assert!(
+            r["eval"]["accuracy"].as_f64().is_some(),
+            "sites evaluate the global model: {r}"
+        );
     }
     // The global model is a model file `fedics eval`-style tools read.
-    let global = std::fs::read(p("global.model")).unwrap();
-    let init = std::fs::read(p("init.model")).unwrap();
-    assert_ne!(global, init, "the federation changed the weights");
+    assert_ne!(run.global, run.init, "the federation changed the weights");
+}
+
+#[test]
+fn fl_serve_and_fl_join_federate_the_isolation_forest_by_merging_trees() {
+    let run = federate_over_the_network("iforest", &["--trees", "40"]);
+    let v = &run.report;
+    assert_eq!(v["model"], "iforest");
+    for r in v["rounds"].as_array().unwrap() {
+        // Both sites grew the round's 40 trees between them, and calibrated thresholds.
+        assert_eq!(r["train"]["agg.trees"], 40.0, "{r}");
+        assert_eq!(r["train"]["agg.contributed_trees"], 40.0, "{r}");
+        let t = r["eval"]["threshold"].as_f64().expect("thresholds");
+        assert!(t > 0.0 && t < 1.0, "{r}");
+        assert!(r["eval"]["roc_auc"].as_f64().unwrap() > 0.5, "{r}");
+        assert_eq!(r["epsilon"], Value::Null);
+    }
+    assert_eq!(v["threshold"], v["rounds"][1]["eval"]["threshold"]);
+    println!(
+        "fl serve/join iforest: sites' ROC-AUC per round {} {}, threshold {}",
+        v["rounds"][0]["eval"]["roc_auc"], v["rounds"][1]["eval"]["roc_auc"], v["threshold"]
+    );
+    for s in &run.sites {
+        assert!(s["rows"].as_u64().unwrap() > 1000, "benign rows: {s}");
+    }
+    assert_ne!(run.global, run.init, "the federation grew a new forest");
 }
 
 #[test]
