@@ -83,10 +83,10 @@ pub struct AeModel {
     pub config: AeConfig,
     /// How raw rows become the model's features (stored with the model).
     pub preprocessor: Option<Preprocessor>,
-    n_features: usize,
-    threshold: f64,
-    net: AeNet,
-    device: Device,
+    pub(crate) n_features: usize,
+    pub(crate) threshold: f64,
+    pub(crate) net: AeNet,
+    pub(crate) device: Device,
 }
 
 /// Rows scored per forward pass.

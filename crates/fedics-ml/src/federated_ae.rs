@@ -8,6 +8,8 @@
 //! reports it with its evaluation (`threshold`), as well as the binary accuracy at that
 //! threshold and the ROC-AUC on its held-out rows.
 
+use std::collections::BTreeMap;
+
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
@@ -15,7 +17,7 @@ use burn::prelude::*;
 use fedics_fl::trainer::{LocalPlan, LocalResult, LocalTrainer, TrainError};
 
 use crate::compute::{self, ComputeDevice};
-use crate::dense_ae::{AeConfig, AeNet};
+use crate::dense_ae::{AeConfig, AeModel, AeNet};
 use crate::federated::{Metrics, check_plan, flatten, linear_stack_params, load_flat};
 use crate::train;
 use crate::{MlError, Result};
@@ -372,6 +374,74 @@ impl LocalTrainer for AeTrainer {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// A trained autoencoder as a federation's starting point, and a global model back as a model
+// ---------------------------------------------------------------------------------------
+
+impl AeModel {
+    /// What the sites of a federation of this model must agree on: its input width and
+    /// architecture, on the CPU, one thread.
+    ///
+    /// # Errors
+    ///
+    /// [`MlError::Data`] when the architecture is not valid (see [`AeSpec::new`]).
+    pub fn federation_spec(&self) -> Result<AeSpec> {
+        AeSpec::new(self.n_features, self.config.clone())
+    }
+
+    /// The model's weights as one flat vector (the layout [`AeSpec`] trains).
+    pub fn flat_params(&self) -> Vec<f32> {
+        flatten(&self.net)
+    }
+
+    /// This model with `params` as its weights and `threshold` as its anomaly threshold: a
+    /// federation's new global model. Keeps the preprocessing and architecture; gets a new
+    /// version, creation time, `n_train`, `train_data_hash` and `metrics`.
+    ///
+    /// # Errors
+    ///
+    /// [`MlError::Weights`] when `params` does not fit the network or holds a non-finite
+    /// value, or the threshold is not finite.
+    pub fn with_flat_params(
+        &self,
+        params: &[f32],
+        threshold: f64,
+        n_train: usize,
+        train_data_hash: &str,
+        metrics: BTreeMap<String, f64>,
+    ) -> Result<Self> {
+        if let Some(i) = params.iter().position(|v| !v.is_finite()) {
+            return Err(MlError::Weights(format!(
+                "parameter {i} of the new model is not finite"
+            )));
+        }
+        if !threshold.is_finite() {
+            return Err(MlError::Weights(format!(
+                "threshold {threshold} of the new model is not finite"
+            )));
+        }
+        let net = load_flat(self.net.clone(), params)?;
+        let bytes = train::weights_to_bytes(&net)?;
+        Ok(Self {
+            meta: train::meta(
+                Self::KIND,
+                train_data_hash,
+                n_train,
+                self.meta.feature_names.clone(),
+                Some(threshold),
+                metrics,
+                &bytes,
+            ),
+            config: self.config.clone(),
+            preprocessor: self.preprocessor.clone(),
+            n_features: self.n_features,
+            threshold,
+            net,
+            device: self.device.clone(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,6 +476,44 @@ mod tests {
             batch_size: 32,
             seed,
         }
+    }
+
+    /// A trained model's weights go out as the federation's initial parameters and come
+    /// back, with the sites' threshold, as a model that scores the same rows the same way.
+    #[test]
+    fn federated_ae_model_params_round_trip_with_a_new_threshold() {
+        let x = rows(200, false, 1);
+        let options = crate::TrainOptions {
+            epochs: 2,
+            batch_size: 32,
+            ..crate::TrainOptions::default()
+        };
+        let m = AeModel::fit(
+            &x,
+            6,
+            None,
+            &AeConfig { hidden: vec![8, 2] },
+            &options,
+            ComputeDevice::Cpu,
+            &mut |_| {},
+        )
+        .unwrap();
+        let flat = m.flat_params();
+        assert_eq!(flat.len(), m.federation_spec().unwrap().num_params());
+        let g = m
+            .with_flat_params(&flat, 0.25, 400, "federation-test:r1", BTreeMap::new())
+            .unwrap();
+        assert_eq!(g.score(&x).unwrap(), m.score(&x).unwrap());
+        assert_eq!(g.threshold(), 0.25);
+        assert_ne!(g.version(), m.version());
+        assert!(matches!(
+            m.with_flat_params(&flat[1..], 0.25, 1, "x", BTreeMap::new()),
+            Err(MlError::Weights(_))
+        ));
+        assert!(
+            m.with_flat_params(&flat, f64::INFINITY, 1, "x", BTreeMap::new())
+                .is_err()
+        );
     }
 
     #[test]

@@ -4,6 +4,9 @@
 //!
 //! * an MLP (`fedics train --model mlp …`): its architecture, classes, preprocessing and
 //!   initial weights; parameter updates are aggregated by the chosen strategy;
+//! * a dense autoencoder (`fedics train --model ae …`): its architecture, preprocessing and
+//!   initial weights, aggregated like the MLP's; each site trains on its benign rows and
+//!   calibrates its own threshold (the output model takes their mean);
 //! * an Isolation Forest (`fedics train --model iforest …`): its preprocessing, tree count
 //!   and sample size; each site grows trees on its own benign rows and the aggregator merges
 //!   them (no parameters, so no strategy or DP), each site calibrating its own threshold.
@@ -24,7 +27,8 @@ use fedics_federation::{
 };
 use fedics_fl::strategy::{RoundSettings, StrategyConfig};
 use fedics_ml::federated::MlpTrainer;
-use fedics_ml::{ComputeDevice, MlpModel};
+use fedics_ml::federated_ae::AeTrainer;
+use fedics_ml::{AeModel, ComputeDevice, MlpModel};
 use serde_json::json;
 
 use crate::fl::DpMode;
@@ -36,8 +40,8 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:7070")]
     pub listen: std::net::SocketAddr,
     /// Model file every site also has: an MLP (architecture, classes, preprocessing and the
-    /// initial global weights) or an Isolation Forest (preprocessing, trees per round,
-    /// rows per tree).
+    /// initial global weights), a dense autoencoder (the same but classes) or an Isolation
+    /// Forest (preprocessing, trees per round, rows per tree).
     #[arg(long)]
     pub model: PathBuf,
     /// The sites allowed to join: one `SITE_ID KEY` per line (`#` starts a comment). Keep
@@ -172,21 +176,35 @@ pub fn parse_sites(text: &str) -> Result<SiteKeys> {
 #[allow(clippy::large_enum_variant)] // one or two values per process
 enum Federated {
     Mlp(MlpModel),
+    Ae(AeModel),
     IForest(IForestModel),
+}
+
+impl Federated {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Mlp(_) => MlpModel::KIND,
+            Self::Ae(_) => AeModel::KIND,
+            Self::IForest(_) => IForestModel::KIND,
+        }
+    }
 }
 
 fn load_federated(path: &Path) -> Result<Federated> {
     let (kind, _, _) = fedics_tabular::modelfile::peek(path)?;
     let context = || format!("loading the federation's model {}", path.display());
     match kind.as_str() {
-        "mlp" => Ok(Federated::Mlp(
+        MlpModel::KIND => Ok(Federated::Mlp(
             MlpModel::load(path, ComputeDevice::Cpu).with_context(context)?,
+        )),
+        AeModel::KIND => Ok(Federated::Ae(
+            AeModel::load(path, ComputeDevice::Cpu).with_context(context)?,
         )),
         IForestModel::KIND => Ok(Federated::IForest(
             IForestModel::load(path).with_context(context)?,
         )),
         other => bail!(
-            "{}: a `{other}` model; fl serve and fl join federate `mlp` and `iforest` model files",
+            "{}: a `{other}` model; fl serve and fl join federate `mlp`, `ae` and `iforest` model files",
             path.display()
         ),
     }
@@ -234,6 +252,7 @@ pub async fn serve(a: ServeArgs) -> Result<()> {
         crate::fl_record::observer_for(a.db.as_deref(), "fl-serve", n_sites, &cfg).await?;
     let handle = match &model {
         Federated::Mlp(m) => Aggregator::start(cfg, m.flat_params(), observer).await,
+        Federated::Ae(m) => Aggregator::start(cfg, m.flat_params(), observer).await,
         Federated::IForest(m) => {
             if a.dp_noise.is_some() || a.dp_clip.is_some() {
                 bail!(
@@ -292,6 +311,7 @@ pub async fn serve(a: ServeArgs) -> Result<()> {
     if let Some(out) = &a.out {
         match global {
             Federated::Mlp(m) => m.save(out).map_err(anyhow::Error::from),
+            Federated::Ae(m) => m.save(out).map_err(anyhow::Error::from),
             Federated::IForest(m) => m.save(out).map_err(anyhow::Error::from),
         }
         .with_context(|| format!("writing the global model {}", out.display()))?;
@@ -299,7 +319,7 @@ pub async fn serve(a: ServeArgs) -> Result<()> {
     outln!(
         "{}",
         json!({
-            "model": match model { Federated::Mlp(_) => "mlp", Federated::IForest(_) => "iforest" },
+            "model": model.kind(),
             "rounds": rounds,
             "threshold": threshold,
             "total_seconds": started.elapsed().as_secs_f64(),
@@ -323,28 +343,35 @@ fn global_model(
             &format!("fedics fl serve, {rounds} rounds"),
             Default::default(),
         )?),
+        Federated::Ae(m) => Federated::Ae(m.with_flat_params(
+            &handle.global_params(),
+            threshold.context("the sites reported no threshold")?,
+            contributed_rows(handle),
+            &format!("fedics fl serve, {rounds} rounds"),
+            Default::default(),
+        )?),
         Federated::IForest(m) => match handle.global_forest() {
             Some(bytes) => {
                 let forest = IsolationForest::from_bytes(&bytes)
                     .context("decoding the federation's global forest")?;
                 let threshold = threshold.context("the sites reported no threshold")?;
-                // The rows the contributing sites grew their trees from.
-                let n_train = handle
-                    .sites()
-                    .iter()
-                    .filter(|s| s.last_round > 0)
-                    .map(|s| s.num_examples)
-                    .sum::<u64>();
-                Federated::IForest(m.with_forest(
-                    forest,
-                    threshold,
-                    usize::try_from(n_train).unwrap_or(usize::MAX),
-                )?)
+                Federated::IForest(m.with_forest(forest, threshold, contributed_rows(handle))?)
             }
             // No round finished: the input model, unchanged.
             None => Federated::IForest(m.clone()),
         },
     })
+}
+
+/// The rows the sites that contributed to a round trained on.
+fn contributed_rows(handle: &AggregatorHandle) -> usize {
+    let n: u64 = handle
+        .sites()
+        .iter()
+        .filter(|s| s.last_round > 0)
+        .map(|s| s.num_examples)
+        .sum();
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 /// This site's connection settings from the command line.
@@ -387,6 +414,7 @@ pub async fn join(a: JoinArgs) -> Result<()> {
     let model = load_federated(&a.model)?;
     let pre = match &model {
         Federated::Mlp(m) => m.preprocessor.as_ref(),
+        Federated::Ae(m) => m.preprocessor.as_ref(),
         Federated::IForest(m) => m.preprocessor.as_ref(),
     }
     .context("the model file has no preprocessing; sites cannot encode their data")?;
@@ -398,6 +426,7 @@ pub async fn join(a: JoinArgs) -> Result<()> {
     let d = x.cols();
     let (n_train, n_held, summary) = match &model {
         Federated::Mlp(m) => join_mlp(&a, key, m, x.as_slice(), d, &data.class).await?,
+        Federated::Ae(m) => join_ae(&a, key, m, x.as_slice(), d, &data.is_attack).await?,
         Federated::IForest(_) => join_iforest(&a, key, x.as_slice(), d, &data.is_attack).await?,
     };
     tracing::debug!(rows = n_train, held_out = n_held, "left the federation");
@@ -472,6 +501,69 @@ async fn join_mlp(
     Ok((n_train, n - n_train, summary))
 }
 
+/// An anomaly detector's rows at a site: the benign rows it does not hold out (to train
+/// on), and the held-out rows with their labels (to evaluate and calibrate).
+struct Unsupervised {
+    benign: Vec<f32>,
+    n_train: usize,
+    eval_rows: Vec<f32>,
+    eval_attack: Vec<bool>,
+}
+
+fn unsupervised(a: &JoinArgs, x: &[f32], d: usize, is_attack: &[bool]) -> Result<Unsupervised> {
+    let n = is_attack.len();
+    let n_eval = ((n as f64) * a.eval_fraction).round() as usize;
+    let (mut benign, mut eval_rows, mut eval_attack) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, (row, &attack)) in x.chunks(d).zip(is_attack).enumerate() {
+        if held_out(i, n, n_eval) {
+            eval_rows.extend_from_slice(row);
+            eval_attack.push(attack);
+        } else if !attack {
+            benign.extend_from_slice(row);
+        }
+    }
+    let n_train = benign.len() / d.max(1);
+    if n_train < 2 {
+        bail!(
+            "{}: {n_train} benign rows to train on (at least 2)",
+            a.data.display()
+        );
+    }
+    Ok(Unsupervised {
+        benign,
+        n_train,
+        eval_rows,
+        eval_attack,
+    })
+}
+
+/// An autoencoder site: learns to reconstruct the benign rows it does not hold out,
+/// evaluates (and calibrates its threshold) on the held-out rows, attacks included.
+async fn join_ae(
+    a: &JoinArgs,
+    key: String,
+    model: &AeModel,
+    x: &[f32],
+    d: usize,
+    is_attack: &[bool],
+) -> Result<(usize, usize, SiteSummary)> {
+    let Unsupervised {
+        benign,
+        n_train,
+        eval_rows,
+        eval_attack,
+    } = unsupervised(a, x, d, is_attack)?;
+    let n_eval = eval_attack.len();
+    let mut trainer = AeTrainer::new(model.federation_spec()?, benign)?;
+    if !eval_attack.is_empty() {
+        trainer = trainer.with_eval(eval_rows, eval_attack)?;
+    }
+    let sc = site_config(a, key, n_train)?;
+    tracing::info!(site = %a.site, server = %a.server, benign_rows = n_train, held_out = n_eval, "joining the federation");
+    let summary = run_site(sc, Box::new(trainer), crate::demo::shutdown_signal()).await?;
+    Ok((n_train, n_eval, summary))
+}
+
 /// An Isolation Forest site: grows trees on the benign rows it does not hold out, evaluates
 /// (and calibrates its threshold) on the held-out rows, attacks included.
 async fn join_iforest(
@@ -481,24 +573,13 @@ async fn join_iforest(
     d: usize,
     is_attack: &[bool],
 ) -> Result<(usize, usize, SiteSummary)> {
-    let n = is_attack.len();
-    let n_eval = ((n as f64) * a.eval_fraction).round() as usize;
-    let (mut benign, mut er, mut el) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, (row, &attack)) in x.chunks(d).zip(is_attack).enumerate() {
-        if held_out(i, n, n_eval) {
-            er.extend_from_slice(row);
-            el.push(attack);
-        } else if !attack {
-            benign.extend_from_slice(row);
-        }
-    }
-    let n_train = benign.len() / d.max(1);
-    if n_train < 2 {
-        bail!(
-            "{}: {n_train} benign rows to grow trees on (at least 2)",
-            a.data.display()
-        );
-    }
+    let Unsupervised {
+        benign,
+        n_train,
+        eval_rows: er,
+        eval_attack: el,
+    } = unsupervised(a, x, d, is_attack)?;
+    let n_eval = el.len();
     let mut site = IForestSite::new(d, benign)?;
     if !el.is_empty() {
         site = site.with_eval(er, el)?;

@@ -423,6 +423,25 @@ fn fl_serve_and_fl_join_federate_as_separate_processes() {
 }
 
 #[test]
+fn fl_serve_and_fl_join_federate_the_autoencoder_with_per_site_thresholds() {
+    let run = federate_over_the_network("ae", &["--epochs", "1"]);
+    let v = &run.report;
+    assert_eq!(v["model"], "ae");
+    for r in v["rounds"].as_array().unwrap() {
+        let t = r["eval"]["threshold"].as_f64().expect("thresholds");
+        assert!(t.is_finite() && t > 0.0, "{r}");
+        assert!(r["eval"]["roc_auc"].as_f64().is_some(), "{r}");
+    }
+    // The output model carries the sites' mean threshold of the last global model.
+    assert_eq!(v["threshold"], v["rounds"][1]["eval"]["threshold"]);
+    println!(
+        "fl serve/join ae: sites' ROC-AUC per round {} {}, threshold {}",
+        v["rounds"][0]["eval"]["roc_auc"], v["rounds"][1]["eval"]["roc_auc"], v["threshold"]
+    );
+    assert_ne!(run.global, run.init, "the federation changed the weights");
+}
+
+#[test]
 fn fl_serve_and_fl_join_federate_the_isolation_forest_by_merging_trees() {
     let run = federate_over_the_network("iforest", &["--trees", "40"]);
     let v = &run.report;
