@@ -740,6 +740,19 @@ impl LocalTrainer for MlpTrainer {
 // A trained model as a federation's starting point, and a global model back as a model
 // ---------------------------------------------------------------------------------------
 
+/// A federation's new global weights in a copy of a trained model's network, checked to be
+/// finite and to fit, and the weights' bytes (what the new model file's version hashes).
+pub(crate) fn global_net<M: Module>(net: &M, params: &[f32]) -> Result<(M, Vec<u8>)> {
+    if let Some(i) = params.iter().position(|v| !v.is_finite()) {
+        return Err(MlError::Weights(format!(
+            "parameter {i} of the new model is not finite"
+        )));
+    }
+    let net = load_flat(net.clone(), params)?;
+    let bytes = train::weights_to_bytes(&net)?;
+    Ok((net, bytes))
+}
+
 impl MlpModel {
     /// What the sites of a federation of this model must agree on: its architecture and
     /// classes, on the CPU, one thread.
@@ -772,13 +785,7 @@ impl MlpModel {
         train_data_hash: &str,
         metrics: BTreeMap<String, f64>,
     ) -> Result<Self> {
-        if let Some(i) = params.iter().position(|v| !v.is_finite()) {
-            return Err(MlError::Weights(format!(
-                "parameter {i} of the new model is not finite"
-            )));
-        }
-        let net = load_flat(self.net.clone(), params)?;
-        let bytes = train::weights_to_bytes(&net)?;
+        let (net, bytes) = global_net(&self.net, params)?;
         Ok(Self {
             meta: train::meta(
                 Self::KIND,

@@ -18,7 +18,7 @@ use fedics_fl::trainer::{LocalPlan, LocalResult, LocalTrainer, TrainError};
 
 use crate::compute::{self, ComputeDevice};
 use crate::dense_ae::{AeConfig, AeModel, AeNet};
-use crate::federated::{Metrics, check_plan, flatten, linear_stack_params, load_flat};
+use crate::federated::{Metrics, check_plan, flatten, global_net, linear_stack_params, load_flat};
 use crate::train;
 use crate::{MlError, Result};
 
@@ -410,18 +410,12 @@ impl AeModel {
         train_data_hash: &str,
         metrics: BTreeMap<String, f64>,
     ) -> Result<Self> {
-        if let Some(i) = params.iter().position(|v| !v.is_finite()) {
-            return Err(MlError::Weights(format!(
-                "parameter {i} of the new model is not finite"
-            )));
-        }
         if !threshold.is_finite() {
             return Err(MlError::Weights(format!(
                 "threshold {threshold} of the new model is not finite"
             )));
         }
-        let net = load_flat(self.net.clone(), params)?;
-        let bytes = train::weights_to_bytes(&net)?;
+        let (net, bytes) = global_net(&self.net, params)?;
         Ok(Self {
             meta: train::meta(
                 Self::KIND,
