@@ -46,14 +46,6 @@ struct RawAlert {
     model_versions: String,
 }
 
-/// A row of [`AlertPageSql::page_sql`].
-#[derive(FromRow)]
-struct PagedAlert {
-    total: i64,
-    #[sqlx(flatten)]
-    alert: RawAlert,
-}
-
 #[derive(FromRow)]
 struct RawSource {
     id: String,
@@ -558,6 +550,35 @@ macro_rules! bind_args {
     }};
 }
 
+/// Runs an [`AlertPageSql`] on engine `$DB`: the page's rows (`total` first) and the total,
+/// counted on its own only when the page is empty (past the last page, or no alerts).
+macro_rules! fetch_alert_page {
+    ($DB:ident, $pool:expr, $count_sql:expr, $page_sql:expr, $args:expr, $page:expr, $limit:expr) => {{
+        let filter_args = $args.len();
+        $args.push(Arg::Int(i64::from($limit)));
+        $args.push(Arg::Int(i64::from($page - 1) * i64::from($limit)));
+        let rows = bind_args!(sqlx::query::<$DB>(AssertSqlSafe($page_sql)), &$args)
+            .fetch_all($pool)
+            .await
+            .map_err(StoreError::sqlx("list_alerts: page"))?;
+        let total: i64 = match rows.first() {
+            Some(r) => sqlx::Row::try_get(r, 0)
+                .map_err(|e| StoreError::decode("list_alerts", "total", e))?,
+            None => {
+                $args.truncate(filter_args);
+                bind_args!(
+                    sqlx::query_scalar::<$DB, i64>(AssertSqlSafe($count_sql)),
+                    &$args
+                )
+                .fetch_one($pool)
+                .await
+                .map_err(StoreError::sqlx("list_alerts: count"))?
+            }
+        };
+        (total, rows)
+    }};
+}
+
 impl Store {
     /// Number of alerts (incidents).
     pub async fn count_alerts(&self) -> Result<u64, StoreError> {
@@ -654,28 +675,7 @@ impl Store {
             limit,
         } = alert_page_sql(q, "id, version")?;
         let (total, mut entries, missing) = on_engine!(self, |DB, pool, _w, _b| {
-            let filter_args = args.len();
-            args.push(Arg::Int(i64::from(limit)));
-            args.push(Arg::Int(i64::from(page - 1) * i64::from(limit)));
-            let rows = bind_args!(sqlx::query::<DB>(AssertSqlSafe(page_sql)), &args)
-                .fetch_all(pool)
-                .await
-                .map_err(StoreError::sqlx("list_alerts: page"))?;
-            let total = match rows.first() {
-                Some(r) => sqlx::Row::try_get::<i64, usize>(r, 0)
-                    .map_err(|e| StoreError::decode(OP, "total", e))?,
-                // Past the last page (or no alerts): count on its own.
-                None => {
-                    args.truncate(filter_args);
-                    bind_args!(
-                        sqlx::query_scalar::<DB, i64>(AssertSqlSafe(count_sql)),
-                        &args
-                    )
-                    .fetch_one(pool)
-                    .await
-                    .map_err(StoreError::sqlx("list_alerts: count"))?
-                }
-            };
+            let (total, rows) = fetch_alert_page!(DB, pool, count_sql, page_sql, args, page, limit);
             let mut entries = Vec::with_capacity(rows.len());
             let mut missing = Vec::new();
             for r in &rows {
@@ -772,30 +772,14 @@ impl Store {
             limit,
         } = alert_page_sql(q, ALERT_COLUMNS)?;
         let (total, rows): (i64, Vec<RawAlert>) = on_engine!(self, |DB, pool, _w, _b| {
-            let filter_args = args.len();
-            args.push(Arg::Int(i64::from(limit)));
-            args.push(Arg::Int(i64::from(page - 1) * i64::from(limit)));
-            let rows = bind_args!(
-                sqlx::query_as::<DB, PagedAlert>(AssertSqlSafe(page_sql)),
-                &args
-            )
-            .fetch_all(pool)
-            .await
-            .map_err(StoreError::sqlx("list_alerts: page"))?;
-            let total = match rows.first() {
-                Some(r) => r.total,
-                None => {
-                    args.truncate(filter_args);
-                    bind_args!(
-                        sqlx::query_scalar::<DB, i64>(AssertSqlSafe(count_sql)),
-                        &args
-                    )
-                    .fetch_one(pool)
-                    .await
-                    .map_err(StoreError::sqlx("list_alerts: count"))?
-                }
-            };
-            (total, rows.into_iter().map(|r| r.alert).collect())
+            let (total, rows) = fetch_alert_page!(DB, pool, count_sql, page_sql, args, page, limit);
+            let rows = rows
+                .iter()
+                // By column name: the leading `total` is not one of them.
+                .map(RawAlert::from_row)
+                .collect::<Result<_, _>>()
+                .map_err(StoreError::sqlx("list_alerts: page"))?;
+            (total, rows)
         });
         Ok((count(OP, total)?, rows, page, limit))
     }
