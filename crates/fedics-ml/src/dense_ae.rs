@@ -244,53 +244,37 @@ impl AeModel {
 
     /// Writes the model file (atomically).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let file = ModelFile {
-            kind: Self::KIND.into(),
-            format_version: Self::FORMAT_VERSION,
-            meta: self.meta.clone(),
-            body: Body {
-                config: self.config.clone(),
-                n_features: self.n_features,
-                preprocessor: self.preprocessor.clone(),
-            },
-            payload: train::weights_to_bytes(&self.net)?,
+        let body = Body {
+            config: self.config.clone(),
+            n_features: self.n_features,
+            preprocessor: self.preprocessor.clone(),
         };
-        Ok(file.save(path)?)
+        train::save_model(
+            path,
+            Self::KIND,
+            Self::FORMAT_VERSION,
+            &self.meta,
+            body,
+            &self.net,
+        )
     }
 
     /// Reads a model file written by [`AeModel::save`].
     pub fn load(path: &Path, device: ComputeDevice) -> Result<Self> {
         let file = ModelFile::<Body>::load(path, Self::KIND, Self::FORMAT_VERSION)?;
-        let bad = |m: String| {
-            MlError::ModelFile(fedics_tabular::ModelFileError {
-                path: path.to_path_buf(),
-                problem: m,
-            })
-        };
+        let check = train::FileChecks(path);
         let Body {
             config,
             n_features,
             preprocessor,
         } = file.body;
-        if n_features == 0 || config.hidden.is_empty() || config.hidden.contains(&0) {
-            return Err(bad("architecture is not valid".into()));
-        }
-        if let Some(p) = &preprocessor
-            && p.n_features() != n_features
-        {
-            return Err(bad(format!(
-                "preprocessor gives {} features, the network takes {n_features}",
-                p.n_features()
-            )));
-        }
-        let threshold = file
-            .meta
-            .threshold
-            .filter(|t| t.is_finite())
-            .ok_or_else(|| bad("no finite threshold".into()))?;
+        check.architecture(
+            n_features > 0 && !config.hidden.is_empty() && !config.hidden.contains(&0),
+        )?;
+        check.preprocessor(preprocessor.as_ref(), n_features)?;
+        let threshold = check.threshold(&file.meta)?;
         let dev = device.device()?;
-        let net = train::weights_from_bytes(AeNet::new(n_features, &config, &dev), &file.payload)
-            .map_err(|e| bad(e.to_string()))?;
+        let net = check.weights(AeNet::new(n_features, &config, &dev), &file.payload)?;
         Ok(Self {
             meta: file.meta,
             config,

@@ -2,6 +2,7 @@
 //! batching, threshold calibration, weight (de)serialisation and model metadata.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use burn::module::Module;
 use burn::prelude::*;
@@ -12,7 +13,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use fedics_tabular::ModelMeta;
+use fedics_tabular::{ModelFile, ModelFileError, ModelMeta, Preprocessor};
 
 use crate::MlError;
 
@@ -146,6 +147,75 @@ pub(crate) fn weights_from_bytes<M: Module>(m: M, bytes: &[u8]) -> Result<M, MlE
         .map_err(|e| MlError::Weights(format!("cannot decode: {e}")))?;
     m.try_load_record(record)
         .map_err(|e| MlError::Weights(format!("do not fit the model: {e}")))
+}
+
+/// Writes a neural model file (atomically): the container with `body` as its header and
+/// the network's weights as burnpack bytes.
+pub(crate) fn save_model<B: Serialize, M: Module>(
+    path: &Path,
+    kind: &str,
+    format_version: u32,
+    meta: &ModelMeta,
+    body: B,
+    net: &M,
+) -> Result<(), MlError> {
+    let file = ModelFile {
+        kind: kind.into(),
+        format_version,
+        meta: meta.clone(),
+        body,
+        payload: weights_to_bytes(net)?,
+    };
+    Ok(file.save(path)?)
+}
+
+/// The checks a neural model file gets on loading beyond its container's own (magic,
+/// kind, version, checksum); each error names the file.
+pub(crate) struct FileChecks<'a>(pub &'a Path);
+
+impl FileChecks<'_> {
+    pub fn bad(&self, problem: impl Into<String>) -> MlError {
+        MlError::ModelFile(ModelFileError {
+            path: self.0.to_path_buf(),
+            problem: problem.into(),
+        })
+    }
+
+    /// `valid`: the header's architecture (widths, window, classes) can be built.
+    pub fn architecture(&self, valid: bool) -> Result<(), MlError> {
+        if valid {
+            Ok(())
+        } else {
+            Err(self.bad("architecture is not valid"))
+        }
+    }
+
+    /// The stored preprocessor, if any, yields the network's input width.
+    pub fn preprocessor(
+        &self,
+        preprocessor: Option<&Preprocessor>,
+        n_features: usize,
+    ) -> Result<(), MlError> {
+        match preprocessor {
+            Some(p) if p.n_features() != n_features => Err(self.bad(format!(
+                "preprocessor gives {} features, the network takes {n_features}",
+                p.n_features()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The anomaly threshold of a detector's file, which must be there and finite.
+    pub fn threshold(&self, meta: &ModelMeta) -> Result<f64, MlError> {
+        meta.threshold
+            .filter(|t| t.is_finite())
+            .ok_or_else(|| self.bad("no finite threshold"))
+    }
+
+    /// The payload's weights loaded into `net` (a fresh module of the header's shape).
+    pub fn weights<M: Module>(&self, net: M, payload: &[u8]) -> Result<M, MlError> {
+        weights_from_bytes(net, payload).map_err(|e| self.bad(e.to_string()))
+    }
 }
 
 /// Metadata for a model trained now.
