@@ -81,7 +81,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fedics_core::FlRole;
-use fedics_fl::dp::{DpError, GaussianNoise, Ledger, PrivacyBudget, clip_l2, l2_norm, secure_rng};
+use fedics_fl::dp::{
+    AdaptiveClipping, DpError, GaussianNoise, Ledger, PrivacyBudget,
+    adaptive_update_noise_multiplier, clip_l2, l2_norm, secure_rng,
+};
 use fedics_fl::strategy::{
     ClientEvaluation, ClientInfo, ClientUpdate, Metrics, RoundPlan, RoundSettings, Strategy,
     StrategyConfig, weighted_metrics,
@@ -133,6 +136,41 @@ pub struct DpConfig {
     pub budget: PrivacyBudget,
 }
 
+/// Adaptive clipping of client-level DP (Andrew, Thakkar, McMahan & Ramaswamy 2021): the
+/// clipping bound follows a quantile of the sites' update norms instead of staying at
+/// [`DpConfig::clip`], which becomes its starting value.
+///
+/// Every round each site reports the norm of its update before clipping; the aggregator
+/// counts the updates the round's bound left unclipped, noises that count with
+/// `N(0, σ_b²)` and moves the bound geometrically towards the target quantile. The count
+/// takes a share of the privacy: the updates are noised with the multiplier
+/// `(σ⁻² − (2σ_b)⁻²)^(−1/2)` so that each round, count included, is a Gaussian mechanism of
+/// noise multiplier σ ([`DpConfig::noise_multiplier`]), which is what the accountant
+/// records (with the round's bound).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdaptiveClip {
+    /// Target quantile γ of the update norms, in [0, 1] (0.5: the median update is not
+    /// clipped).
+    pub target_quantile: f64,
+    /// Learning rate η of the geometric update `C ← C·exp(−η(b̃ − γ))` (the paper's 0.2).
+    pub learning_rate: f64,
+    /// Standard deviation σ_b of the noise on the count of unclipped updates; must be
+    /// greater than σ/2.
+    pub count_noise_std: f64,
+}
+
+/// The adaptive bound's state and the updates' noise multiplier, checked.
+fn adaptive_state(dp: &DpConfig, a: &AdaptiveClip) -> Result<(AdaptiveClipping, f64), DpError> {
+    let state = AdaptiveClipping::new(
+        dp.clip,
+        a.target_quantile,
+        a.learning_rate,
+        a.count_noise_std,
+    )?;
+    let update_sigma = adaptive_update_noise_multiplier(dp.noise_multiplier, a.count_noise_std)?;
+    Ok((state, update_sigma))
+}
+
 /// Configuration of the aggregator.
 #[derive(Debug, Clone)]
 pub struct AggregatorConfig {
@@ -154,6 +192,9 @@ pub struct AggregatorConfig {
     pub evaluate: bool,
     /// Client-level differential privacy (default none).
     pub dp: Option<DpConfig>,
+    /// Adaptive clipping of the DP updates (default none: the bound stays at
+    /// [`DpConfig::clip`]); needs `dp`.
+    pub adaptive_clip: Option<AdaptiveClip>,
     /// The privacy ledger of an earlier run of this federation, to continue (default none:
     /// a new ledger). Its budget must be [`DpConfig::budget`]; round numbers continue after
     /// its last round, and its ε counts against the budget.
@@ -184,6 +225,7 @@ impl AggregatorConfig {
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             evaluate: true,
             dp: None,
+            adaptive_clip: None,
             resume_ledger: None,
             tls: None,
             facility_id: "federation".into(),
@@ -213,6 +255,18 @@ impl AggregatorConfig {
         if let Some(dp) = &self.dp {
             GaussianNoise::new(dp.noise_multiplier, dp.clip)?;
             PrivacyBudget::new(dp.budget.max_epsilon, dp.budget.delta)?;
+        }
+        match (&self.dp, &self.adaptive_clip) {
+            (None, Some(_)) => {
+                return bad(
+                    "adaptive clipping was configured without DP (no clipping bound to adapt)"
+                        .into(),
+                );
+            }
+            (Some(dp), Some(a)) => {
+                adaptive_state(dp, a)?;
+            }
+            _ => {}
         }
         match (&self.dp, &self.resume_ledger) {
             (None, Some(_)) => return bad("a ledger to resume was given without DP".into()),
@@ -403,6 +457,9 @@ enum Incoming {
         num_examples: u64,
         metrics: Metrics,
         bytes: u64,
+        /// The update's L2 norm before the site clipped it, as the site reports it (0: it
+        /// did not clip).
+        norm_before_clip: f64,
     },
     Evaluation {
         site_id: String,
@@ -816,6 +873,11 @@ impl Federation for Service {
                 num_examples: header.num_examples,
                 metrics: header.metrics,
                 bytes,
+                norm_before_clip: if header.norm_before_clip.is_finite() {
+                    header.norm_before_clip.max(0.0)
+                } else {
+                    0.0
+                },
             },
         )?;
         tracing::debug!(site_id = %site, round = header.round, bytes, "update accepted");
@@ -1140,6 +1202,8 @@ struct Driver {
     strategy: Box<dyn Strategy>,
     ledger: Option<Ledger>,
     dp: Option<DpConfig>,
+    /// Adaptive clipping: the bound's state and the updates' noise multiplier.
+    adaptive: Option<(AdaptiveClipping, f64)>,
     settings_batch: u32,
     round_timeout: Duration,
     evaluate: bool,
@@ -1278,6 +1342,10 @@ impl Aggregator {
                 strategy,
                 ledger,
                 dp: config.dp,
+                adaptive: match (&config.dp, &config.adaptive_clip) {
+                    (Some(dp), Some(a)) => Some(adaptive_state(dp, a)?),
+                    _ => None,
+                },
                 settings_batch: config.batch_size,
                 round_timeout: config.round_timeout,
                 evaluate: config.evaluate,
@@ -1558,7 +1626,7 @@ impl Driver {
         if let (Some(dp), Some(ledger)) = (self.dp, self.ledger.as_ref()) {
             let q = (selected as f64 / inner.keys.len() as f64).min(1.0);
             match ledger.check_round(q, dp.noise_multiplier) {
-                Ok(_) => dp_round = Some((dp, q)),
+                Ok(_) => dp_round = Some((self.round_dp(dp), q)),
                 Err(e @ DpError::BudgetExceeded { .. }) => {
                     return Ok(self.refuse(inner, round, started, &e, dp));
                 }
@@ -1617,6 +1685,7 @@ impl Driver {
         };
 
         let mut updates = Vec::new();
+        let mut reported_norms = BTreeMap::new();
         let mut contributions = Vec::new();
         let mut rejected = BTreeMap::new();
         for r in collected.results {
@@ -1626,8 +1695,12 @@ impl Driver {
                     delta,
                     num_examples,
                     metrics,
+                    norm_before_clip,
                     ..
-                } => updates.push((site_id, delta, num_examples, metrics)),
+                } => {
+                    reported_norms.insert(site_id.clone(), norm_before_clip);
+                    updates.push((site_id, delta, num_examples, metrics));
+                }
                 Incoming::Trees {
                     site_id,
                     trees,
@@ -1684,7 +1757,7 @@ impl Driver {
                     )
                 }),
             (Some((dp, q)), None) => self
-                .aggregate_dp(round, &global, updates, dp, q, selected)
+                .aggregate_dp(round, &global, updates, &reported_norms, dp, q, selected)
                 .map(params_model),
             (None, None) => self
                 .aggregate_plain(round, &global, updates)
@@ -1974,6 +2047,7 @@ impl Driver {
                 metrics,
                 bytes,
                 delta,
+                ..
             } => (
                 site_id,
                 *num_examples,
@@ -2043,13 +2117,30 @@ impl Driver {
         Ok((agg.params, agg.excluded, agg.metrics, None))
     }
 
-    /// The DP aggregate: re-clip, sum, noise, divide by the number selected.
-    #[allow(clippy::type_complexity)]
+    /// This round's DP settings: with adaptive clipping, the current bound and the updates'
+    /// share of the noise multiplier; else the configured ones.
+    fn round_dp(&self, dp: DpConfig) -> DpConfig {
+        match &self.adaptive {
+            Some((state, update_sigma)) => DpConfig {
+                clip: state.clip(),
+                noise_multiplier: *update_sigma,
+                ..dp
+            },
+            None => dp,
+        }
+    }
+
+    /// The DP aggregate: re-clip, sum, noise, divide by the number selected; with adaptive
+    /// clipping, also the noised count of unclipped updates and the next round's bound.
+    /// `dp` is the round's ([`Driver::round_dp`]); `reported_norms` the norms before
+    /// clipping the sites reported.
+    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     fn aggregate_dp(
         &mut self,
         round: u32,
         global: &[f32],
         updates: Vec<(String, Vec<f32>, u64, Metrics)>,
+        reported_norms: &BTreeMap<String, f64>,
         dp: DpConfig,
         q: f64,
         selected: usize,
@@ -2065,6 +2156,8 @@ impl Driver {
         let mut excluded = Vec::new();
         let mut used: Vec<(u64, Metrics)> = Vec::new();
         let mut clipped = 0usize;
+        // Updates the round's bound left unclipped (adaptive clipping's bits).
+        let mut unclipped = 0usize;
         let mut norm_sum = 0.0;
         for (site, mut delta, n, metrics) in updates {
             if delta.len() != d || delta.iter().any(|x| !x.is_finite()) {
@@ -2075,6 +2168,16 @@ impl Driver {
             let norm = clip_l2(&mut delta, bound);
             if norm > bound {
                 clipped += 1;
+            }
+            // The norm before any clipping: the site's report (it clips first), or in
+            // central mode what arrived, whichever is larger.
+            let reported = reported_norms.get(&site).copied().unwrap_or(0.0);
+            let before = match dp.mode {
+                NoiseMode::Central => reported.max(norm),
+                NoiseMode::Distributed => reported,
+            };
+            if before <= dp.clip {
+                unclipped += 1;
             }
             norm_sum += norm;
             for (s, x) in sum.iter_mut().zip(&delta) {
@@ -2107,15 +2210,32 @@ impl Driver {
             .zip(&sum)
             .map(|(g, s)| (f64::from(*g) + f64::from(*s) / k) as f32)
             .collect();
+        // The accountant's σ is the configured one: with adaptive clipping the updates' σ
+        // and the count's σ_b compose to it.
+        let sigma = self.dp.map_or(dp.noise_multiplier, |c| c.noise_multiplier);
+        let next_clip = match self.adaptive.as_mut() {
+            Some((state, _)) => {
+                Some(state.update(unclipped, used.len(), selected as f64, &mut rng)?)
+            }
+            None => None,
+        };
         let Some(ledger) = self.ledger.as_mut() else {
             return Err(FederationError::Config("DP without a ledger".into()));
         };
-        let entry = ledger.record_round(u64::from(round), q, dp.noise_multiplier, dp.clip)?;
+        let entry = ledger.record_round(u64::from(round), q, sigma, dp.clip)?;
         let mut metrics = weighted_metrics(used.iter().map(|(n, m)| (*n, m)));
         metrics.insert("agg.num_clients".into(), used.len() as f64);
         metrics.insert("agg.num_excluded".into(), excluded.len() as f64);
         metrics.insert("agg.dp_clip".into(), dp.clip);
-        metrics.insert("agg.dp_noise_multiplier".into(), dp.noise_multiplier);
+        metrics.insert("agg.dp_noise_multiplier".into(), sigma);
+        if let Some(next) = next_clip {
+            metrics.insert("agg.dp_update_noise_multiplier".into(), dp.noise_multiplier);
+            metrics.insert("agg.dp_next_clip".into(), next);
+            metrics.insert(
+                "agg.dp_unclipped_fraction".into(),
+                unclipped as f64 / used.len() as f64,
+            );
+        }
         metrics.insert("agg.dp_q".into(), q);
         metrics.insert(
             "agg.dp_clipped_fraction".into(),

@@ -20,7 +20,8 @@
 //! * **TLS**: rustls (ring) through tonic, with optional client certificates ([`ServerTls`],
 //!   [`ClientTls`]). Plaintext is for loopback and tests.
 //! * **Rounds**: selection by the strategy among the connected sites, a deadline after which
-//!   the round goes on with the sites that answered, DP clipping and noise, privacy
+//!   the round goes on with the sites that answered, DP clipping and noise (optionally
+//!   with a bound that follows a quantile of the update norms, [`AdaptiveClip`]), privacy
 //!   accounting that refuses a round past the budget. See [`aggregator`].
 //! * **Sites**: reconnect with exponential backoff and resume under the same site id. See
 //!   [`site`].
@@ -71,8 +72,8 @@ pub mod proto {
 }
 
 pub use aggregator::{
-    Aggregator, AggregatorConfig, AggregatorHandle, DpConfig, NoiseMode, RoundReport, SiteStatus,
-    TreeConfig,
+    AdaptiveClip, Aggregator, AggregatorConfig, AggregatorHandle, DpConfig, NoiseMode, RoundReport,
+    SiteStatus, TreeConfig,
 };
 pub use auth::SiteKeys;
 pub use error::{FederationError, SiteError};

@@ -10,8 +10,8 @@ use fedics_federation::observer::phase;
 use fedics_federation::proto::federation_client::FederationClient;
 use fedics_federation::proto::{JoinRequest, ProtocolVersion};
 use fedics_federation::{
-    Aggregator, AggregatorConfig, AggregatorHandle, Backoff, ClientTls, DpConfig, NoiseMode,
-    ServerTls, SiteConfig, SiteError, SiteSummary, run_site,
+    AdaptiveClip, Aggregator, AggregatorConfig, AggregatorHandle, Backoff, ClientTls, DpConfig,
+    NoiseMode, ServerTls, SiteConfig, SiteError, SiteSummary, run_site,
 };
 use fedics_fl::dp::PrivacyBudget;
 use fedics_fl::strategy::{RoundSettings, StrategyConfig};
@@ -724,6 +724,146 @@ async fn distributed_dp_noise_is_added_by_the_sites() {
     for s in sites {
         s.finish().await.unwrap();
     }
+}
+
+/// Six DP rounds of five least-squares sites with adaptive clipping from `initial_clip`.
+async fn adaptive_run(initial_clip: f64) -> Vec<fedics_federation::RoundReport> {
+    let mut config = AggregatorConfig::new(loopback(), keys(5));
+    // Small local steps: an update is a small share of the distance to the optimum, so
+    // even the noise of a bound far too large does not make it as large as that bound.
+    config.settings = settings(0.005, 1);
+    config.evaluate = false;
+    config.dp = Some(DpConfig {
+        clip: initial_clip,
+        noise_multiplier: ADAPTIVE_SIGMA,
+        mode: NoiseMode::Central,
+        budget: PrivacyBudget::new(1e6, 1e-5).unwrap(),
+    });
+    config.adaptive_clip = Some(AdaptiveClip {
+        target_quantile: 0.5,
+        // Each round moves the bound by about e^(±1) while all or none are clipped.
+        learning_rate: 2.0,
+        count_noise_std: ADAPTIVE_COUNT_NOISE,
+    });
+    let agg = Aggregator::start(
+        config,
+        vec![0.0; DIM + 1],
+        Arc::new(fedics_federation::NoopObserver),
+    )
+    .await
+    .unwrap();
+    let sites: Vec<SiteTask> = (0..5)
+        .map(|i| {
+            spawn_site(
+                site_config(&url(&agg), i),
+                Box::new(least_squares(40 + i as u64, 100, 0.0)),
+            )
+        })
+        .collect();
+    agg.wait_for_sites(5, WAIT).await.unwrap();
+    let reports = agg.run_rounds(6).await.unwrap();
+    agg.shutdown().await.unwrap();
+    for s in sites {
+        s.finish().await.unwrap();
+    }
+    reports
+}
+
+const ADAPTIVE_SIGMA: f64 = 0.5;
+/// σ_b: the noise on the fraction of unclipped updates is σ_b / 5 = 0.06, so a bound that
+/// clips every update (fraction 0, target 0.5) grows unless the noise draw is 8 standard
+/// deviations off.
+const ADAPTIVE_COUNT_NOISE: f64 = 0.3;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_clipping_follows_the_update_norms_and_keeps_the_accounted_sigma() {
+    init_tracing();
+    let update_sigma =
+        fedics_fl::dp::adaptive_update_noise_multiplier(ADAPTIVE_SIGMA, ADAPTIVE_COUNT_NOISE)
+            .unwrap();
+    assert!(update_sigma > ADAPTIVE_SIGMA);
+    // From far below every update norm (all clipped) and far above (none clipped).
+    for (initial, grows) in [(1e-5, true), (1e4, false)] {
+        let reports = adaptive_run(initial).await;
+        assert_eq!(reports.len(), 6);
+        let clips: Vec<f64> = reports
+            .iter()
+            .map(|r| r.train_metrics["agg.dp_clip"])
+            .collect();
+        println!("adaptive clipping from {initial}: bounds per round {clips:?}");
+        assert_eq!(clips[0], initial);
+        for (i, r) in reports.iter().enumerate() {
+            let m = &r.train_metrics;
+            // The accountant's σ is the configured one; the updates carry their share.
+            assert_eq!(m["agg.dp_noise_multiplier"], ADAPTIVE_SIGMA);
+            assert!((m["agg.dp_update_noise_multiplier"] - update_sigma).abs() < 1e-12);
+            let fraction = m["agg.dp_unclipped_fraction"];
+            if let Some(next) = reports.get(i + 1) {
+                assert_eq!(next.train_metrics["agg.dp_clip"], m["agg.dp_next_clip"]);
+            }
+            // While every update is clipped the bound grows; while none is, it shrinks.
+            if fraction == 0.0 {
+                assert!(m["agg.dp_next_clip"] > clips[i], "round {}: {m:?}", i + 1);
+            }
+            if fraction == 1.0 {
+                assert!(m["agg.dp_next_clip"] < clips[i], "round {}: {m:?}", i + 1);
+            }
+        }
+        let last = reports[5].train_metrics["agg.dp_next_clip"];
+        if grows {
+            assert!(last > 50.0 * initial, "{clips:?} → {last}");
+        } else {
+            assert!(last < initial / 50.0, "{clips:?} → {last}");
+        }
+        // ε after six rounds is that of the configured σ at q = 1, whatever the bounds.
+        let e6 = fedics_fl::dp::epsilon(1.0, ADAPTIVE_SIGMA, 6, 1e-5)
+            .unwrap()
+            .epsilon;
+        let e = reports[5].epsilon.unwrap();
+        assert!((e - e6).abs() < 1e-9 * e6, "{e} vs {e6}");
+    }
+}
+
+#[tokio::test]
+async fn adaptive_clipping_needs_dp_and_a_count_noise_above_half_sigma() {
+    let mut config = AggregatorConfig::new(loopback(), keys(2));
+    config.adaptive_clip = Some(AdaptiveClip {
+        target_quantile: 0.5,
+        learning_rate: 0.2,
+        count_noise_std: 1.0,
+    });
+    let no_dp = Aggregator::start(
+        config.clone(),
+        vec![0.0; 3],
+        Arc::new(fedics_federation::NoopObserver),
+    )
+    .await;
+    let Err(err) = no_dp else {
+        panic!("adaptive clipping without DP was accepted")
+    };
+    let err = err.to_string();
+    assert!(err.contains("without DP"), "{err}");
+    config.dp = Some(DpConfig {
+        clip: 1.0,
+        noise_multiplier: 1.0,
+        mode: NoiseMode::Central,
+        budget: PrivacyBudget::new(10.0, 1e-5).unwrap(),
+    });
+    config.adaptive_clip = Some(AdaptiveClip {
+        count_noise_std: 0.5,
+        ..config.adaptive_clip.unwrap()
+    });
+    let low = Aggregator::start(
+        config,
+        vec![0.0; 3],
+        Arc::new(fedics_federation::NoopObserver),
+    )
+    .await;
+    let Err(err) = low else {
+        panic!("a count noise σ_b = σ/2 was accepted")
+    };
+    let err = err.to_string();
+    assert!(err.contains("count_noise_std"), "{err}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@
 //! Windows are materialised sequences `[n, window, d]` (row-major), e.g. gathered from a
 //! site's flows with [`fedics_tabular::sliding_windows`]; a site never shares them.
 
+use std::collections::BTreeMap;
+
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
@@ -21,9 +23,9 @@ use rand_chacha::ChaCha8Rng;
 use fedics_fl::trainer::{LocalPlan, LocalResult, LocalTrainer, TrainError};
 
 use crate::compute::{self, ComputeDevice};
-use crate::federated::{Metrics, check_plan, flatten, load_flat, param_shapes};
+use crate::federated::{Metrics, check_plan, flatten, global_net, load_flat, param_shapes};
 use crate::federated_ae::{evaluate_on_site, proximal_term, score_metrics};
-use crate::lstm_ae::{LstmAeConfig, LstmAeNet};
+use crate::lstm_ae::{LstmAeConfig, LstmAeModel, LstmAeNet};
 use crate::train;
 use crate::{MlError, Result};
 
@@ -326,6 +328,69 @@ impl LocalTrainer for LstmAeTrainer {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// A trained LSTM autoencoder as a federation's starting point, and a global model back
+// ---------------------------------------------------------------------------------------
+
+impl LstmAeModel {
+    /// What the sites of a federation of this model must agree on: the width of one
+    /// observation and the architecture, on the CPU, one thread.
+    ///
+    /// # Errors
+    ///
+    /// [`MlError::Data`] when the architecture is not valid (see [`LstmSpec::new`]).
+    pub fn federation_spec(&self) -> Result<LstmSpec> {
+        LstmSpec::new(self.n_features, self.config.clone())
+    }
+
+    /// The model's weights as one flat vector (the layout [`LstmSpec`] trains).
+    pub fn flat_params(&self) -> Vec<f32> {
+        flatten(&self.net)
+    }
+
+    /// This model with `params` as its weights and `threshold` as its anomaly threshold: a
+    /// federation's new global model. Keeps the preprocessing and architecture; gets a new
+    /// version, creation time, `n_train` (windows behind the aggregate), `train_data_hash`
+    /// and `metrics`.
+    ///
+    /// # Errors
+    ///
+    /// [`MlError::Weights`] when `params` does not fit the network or holds a non-finite
+    /// value, or the threshold is not finite.
+    pub fn with_flat_params(
+        &self,
+        params: &[f32],
+        threshold: f64,
+        n_train: usize,
+        train_data_hash: &str,
+        metrics: BTreeMap<String, f64>,
+    ) -> Result<Self> {
+        if !threshold.is_finite() {
+            return Err(MlError::Weights(format!(
+                "threshold {threshold} of the new model is not finite"
+            )));
+        }
+        let (net, bytes) = global_net(&self.net, params)?;
+        Ok(Self {
+            meta: train::meta(
+                Self::KIND,
+                train_data_hash,
+                n_train,
+                self.meta.feature_names.clone(),
+                Some(threshold),
+                metrics,
+                &bytes,
+            ),
+            config: self.config.clone(),
+            preprocessor: self.preprocessor.clone(),
+            n_features: self.n_features,
+            threshold,
+            net,
+            device: self.device.clone(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use fedics_fl::strategy::{ClientUpdate, FedAvg, RoundSettings, Strategy};
@@ -488,5 +553,61 @@ mod tests {
             .unwrap();
         assert!(dist(&prox.params) < dist(&free.params));
         assert!(a.train_round(&g[1..], &plan(1, 4)).is_err());
+    }
+
+    #[test]
+    fn federated_lstm_model_params_round_trip_with_a_new_threshold() {
+        let x = windows(40, false, 11);
+        // Row-major observations and the windows over them (window w: rows w*T..(w+1)*T).
+        let idx: Vec<usize> = (0..40 * T).collect();
+        let options = crate::TrainOptions {
+            epochs: 1,
+            batch_size: 16,
+            ..crate::TrainOptions::default()
+        };
+        let m = LstmAeModel::fit(
+            &x,
+            D,
+            &idx,
+            None,
+            &spec().config,
+            &options,
+            ComputeDevice::Cpu,
+            &mut |_| {},
+        )
+        .unwrap();
+        let flat = m.flat_params();
+        assert_eq!(
+            flat.len(),
+            m.federation_spec().unwrap().num_params().unwrap()
+        );
+        let g = m
+            .with_flat_params(&flat, 0.5, 40, "federation-test:r1", BTreeMap::new())
+            .unwrap();
+        assert_eq!(
+            g.score_windows(&x, &idx).unwrap(),
+            m.score_windows(&x, &idx).unwrap()
+        );
+        // The spec scores the same parameters the same way as the model.
+        let spec_scores = m.federation_spec().unwrap().scores(&flat, &x).unwrap();
+        for (a, b) in spec_scores.iter().zip(m.score_windows(&x, &idx).unwrap()) {
+            assert!((a - b).abs() <= 1e-5 * b.abs().max(1e-3), "{a} vs {b}");
+        }
+        assert_eq!(g.threshold(), 0.5);
+        assert_ne!(g.version(), m.version());
+        assert!(matches!(
+            m.with_flat_params(&flat[1..], 0.5, 1, "x", BTreeMap::new()),
+            Err(MlError::Weights(_))
+        ));
+        let mut nan = flat.clone();
+        nan[3] = f32::NAN;
+        assert!(
+            m.with_flat_params(&nan, 0.5, 1, "x", BTreeMap::new())
+                .is_err()
+        );
+        assert!(
+            m.with_flat_params(&flat, f64::NAN, 1, "x", BTreeMap::new())
+                .is_err()
+        );
     }
 }

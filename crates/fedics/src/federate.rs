@@ -25,8 +25,8 @@ use anyhow::{Context, Result, bail};
 use fedics_bus::{Bus, OutRecord};
 use fedics_core::{FlEvent, FlRole, SCHEMA_VERSION, topics};
 use fedics_federation::{
-    Aggregator, AggregatorConfig, AggregatorHandle, ClientProgress, DpConfig, FlObserver,
-    NoiseMode, RoundReport, SiteConfig, SiteKeys, run_site,
+    AdaptiveClip, Aggregator, AggregatorConfig, AggregatorHandle, ClientProgress, DpConfig,
+    FlObserver, NoiseMode, RoundReport, SiteConfig, SiteKeys, run_site,
 };
 use fedics_fl::dp::{Ledger, PrivacyBudget};
 use fedics_fl::strategy::{RoundSettings, StrategyConfig};
@@ -70,6 +70,10 @@ pub struct FederationArgs {
     /// L2 clipping bound C of each site's update.
     #[arg(long, default_value_t = 0.01)]
     pub fl_dp_clip: f64,
+    /// Adaptive clipping: the bound starts at --fl-dp-clip and follows this quantile of the
+    /// facilities' update norms (count noise σ_b = σ, learning rate 0.2).
+    #[arg(long)]
+    pub fl_dp_adaptive_quantile: Option<f64>,
     /// ε budget of the federation; rounds past it are refused.
     #[arg(long, default_value_t = 30.0)]
     pub fl_max_epsilon: f64,
@@ -324,6 +328,15 @@ impl Federation {
         };
         cfg.batch_size = 200;
         cfg.round_timeout = Duration::from_secs(120);
+        cfg.adaptive_clip = match (&dp, a.fl_dp_adaptive_quantile) {
+            (Some(_), Some(q)) => Some(AdaptiveClip {
+                target_quantile: q,
+                learning_rate: 0.2,
+                count_noise_std: a.fl_dp_noise,
+            }),
+            (None, Some(_)) => bail!("--fl-dp-adaptive-quantile needs DP (--fl-dp-noise > 0)"),
+            _ => None,
+        };
         cfg.dp = dp;
         cfg.resume_ledger = resume;
         cfg.seed = ctx.seed;

@@ -21,8 +21,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use fedics_detect::iforest::{IForestParams, IsolationForest};
 use fedics_detect::iforest_federated::{self, IForestMerger, IForestSite};
 use fedics_federation::{
-    Aggregator, AggregatorConfig, AggregatorHandle, DpConfig, NoiseMode, RoundReport, SiteConfig,
-    SiteKeys, TreeConfig, run_site, run_tree_site,
+    AdaptiveClip, Aggregator, AggregatorConfig, AggregatorHandle, DpConfig, NoiseMode, RoundReport,
+    SiteConfig, SiteKeys, TreeConfig, run_site, run_tree_site,
 };
 use fedics_fl::dp::PrivacyBudget;
 use fedics_fl::strategy::{RoundSettings, StrategyConfig};
@@ -114,19 +114,8 @@ pub struct SimulateArgs {
     /// Isolation Forest: rows drawn per tree.
     #[arg(long, default_value_t = 256)]
     pub max_samples: usize,
-    /// Noise multiplier σ of client-level DP (with --dp-clip).
-    #[arg(long)]
-    pub dp_noise: Option<f64>,
-    /// L2 clipping bound C of each site's update.
-    #[arg(long)]
-    pub dp_clip: Option<f64>,
-    /// ε budget; a round that would exceed it is refused.
-    #[arg(long, default_value_t = 10.0)]
-    pub max_epsilon: f64,
-    #[arg(long, default_value_t = 1e-5)]
-    pub delta: f64,
-    #[arg(long, value_enum, default_value = "central")]
-    pub dp_mode: DpMode,
+    #[command(flatten)]
+    pub dp: DpArgs,
     /// The first K sites are Byzantine: they send global + scale·(their update).
     #[arg(long, default_value_t = 0)]
     pub byzantine: usize,
@@ -175,27 +164,97 @@ impl LocalTrainer for Byzantine {
     }
 }
 
-/// Client-level DP from the `--dp-*` options: both σ and C, or neither.
-pub fn dp_config(
-    noise: Option<f64>,
-    clip: Option<f64>,
-    max_epsilon: f64,
-    delta: f64,
-    mode: DpMode,
-) -> Result<Option<DpConfig>> {
-    Ok(match (noise, clip) {
-        (Some(noise), Some(clip)) => Some(DpConfig {
-            clip,
-            noise_multiplier: noise,
-            mode: match mode {
-                DpMode::Central => NoiseMode::Central,
-                DpMode::Distributed => NoiseMode::Distributed,
-            },
-            budget: PrivacyBudget::new(max_epsilon, delta)?,
-        }),
-        (None, None) => None,
-        _ => bail!("client-level DP needs both --dp-noise and --dp-clip"),
-    })
+/// Client-level DP options of an aggregator (`fl simulate`, `fl serve`).
+#[derive(Args, Debug, Clone)]
+pub struct DpArgs {
+    /// Noise multiplier σ of client-level DP (with --dp-clip).
+    #[arg(long)]
+    pub dp_noise: Option<f64>,
+    /// L2 clipping bound C of each site's update (with --dp-adaptive-quantile: the first
+    /// round's bound).
+    #[arg(long)]
+    pub dp_clip: Option<f64>,
+    /// ε budget; a round that would exceed it is refused.
+    #[arg(long, default_value_t = 10.0)]
+    pub max_epsilon: f64,
+    #[arg(long, default_value_t = 1e-5)]
+    pub delta: f64,
+    #[arg(long, value_enum, default_value = "central")]
+    pub dp_mode: DpMode,
+    /// Adaptive clipping: the bound follows this quantile of the sites' update norms
+    /// (Andrew et al. 2021; e.g. 0.5).
+    #[arg(long)]
+    pub dp_adaptive_quantile: Option<f64>,
+    /// Adaptive clipping: learning rate η of the bound's geometric update.
+    #[arg(long, default_value_t = 0.2)]
+    pub dp_adaptive_lr: f64,
+    /// Adaptive clipping: noise σ_b on the count of unclipped updates (default: σ; must
+    /// exceed σ/2). The updates are then noised with (σ⁻² − (2σ_b)⁻²)^(−1/2), so the
+    /// accountant's σ holds.
+    #[arg(long)]
+    pub dp_count_noise: Option<f64>,
+}
+
+impl DpArgs {
+    /// Whether any DP option was given.
+    pub fn any(&self) -> bool {
+        self.dp_noise.is_some() || self.dp_clip.is_some() || self.dp_adaptive_quantile.is_some()
+    }
+
+    /// Client-level DP from the options: both σ and C, or neither.
+    pub fn config(&self) -> Result<Option<DpConfig>> {
+        Ok(match (self.dp_noise, self.dp_clip) {
+            (Some(noise), Some(clip)) => Some(DpConfig {
+                clip,
+                noise_multiplier: noise,
+                mode: match self.dp_mode {
+                    DpMode::Central => NoiseMode::Central,
+                    DpMode::Distributed => NoiseMode::Distributed,
+                },
+                budget: PrivacyBudget::new(self.max_epsilon, self.delta)?,
+            }),
+            (None, None) => None,
+            _ => bail!("client-level DP needs both --dp-noise and --dp-clip"),
+        })
+    }
+
+    /// Adaptive clipping from the options (`--dp-adaptive-quantile` needs DP).
+    pub fn adaptive(&self) -> Result<Option<AdaptiveClip>> {
+        let Some(q) = self.dp_adaptive_quantile else {
+            return Ok(None);
+        };
+        let Some(sigma) = self.dp_noise else {
+            bail!(
+                "--dp-adaptive-quantile adapts the bound of client-level DP: it needs --dp-noise and --dp-clip"
+            );
+        };
+        Ok(Some(AdaptiveClip {
+            target_quantile: q,
+            learning_rate: self.dp_adaptive_lr,
+            count_noise_std: self.dp_count_noise.unwrap_or(sigma),
+        }))
+    }
+
+    /// Sets the aggregator's DP and adaptive clipping.
+    pub fn apply(&self, cfg: &mut AggregatorConfig) -> Result<()> {
+        cfg.dp = self.config()?;
+        cfg.adaptive_clip = self.adaptive()?;
+        Ok(())
+    }
+
+    /// The settings as the JSON output reports them (null without DP).
+    pub fn json(&self) -> Value {
+        match self.dp_noise {
+            None => Value::Null,
+            Some(s) => json!({
+                "noise_multiplier": s, "clip": self.dp_clip, "max_epsilon": self.max_epsilon,
+                "delta": self.delta, "mode": format!("{:?}", self.dp_mode).to_lowercase(),
+                "adaptive_quantile": self.dp_adaptive_quantile,
+                "adaptive_lr": self.dp_adaptive_quantile.map(|_| self.dp_adaptive_lr),
+                "count_noise": self.dp_adaptive_quantile.map(|_| self.dp_count_noise.unwrap_or(s)),
+            }),
+        }
+    }
 }
 
 /// A site's trainer, of either kind of federation.
@@ -467,7 +526,7 @@ fn iforest_plan(
     attack_test: Vec<bool>,
     parts: &[Vec<usize>],
 ) -> Result<Plan> {
-    if a.dp_noise.is_some() || a.dp_clip.is_some() {
+    if a.dp.any() {
         bail!(
             "--model iforest is federated by merging trees: client-level DP clips and noises parameter updates, \
              a tree has no norm to clip, so --dp-noise/--dp-clip do not apply"
@@ -628,7 +687,7 @@ async fn simulate(a: SimulateArgs) -> Result<()> {
     cfg.round_timeout = Duration::from_secs(a.round_timeout.max(1));
     cfg.evaluate = plan.site_evaluation;
     cfg.seed = a.seed;
-    cfg.dp = dp_config(a.dp_noise, a.dp_clip, a.max_epsilon, a.delta, a.dp_mode)?;
+    a.dp.apply(&mut cfg)?;
     let (observer, recorder) =
         crate::fl_record::observer_for(a.db.as_deref(), "fl-simulate", a.sites, &cfg).await?;
     let (handle, site_trainers) = match plan.sites {
@@ -735,7 +794,7 @@ async fn simulate(a: SimulateArgs) -> Result<()> {
         "partition": match a.partition { Partition::Iid => "iid", Partition::ByAttackCategory => "by-attack-category" },
         "strategy": a.strategy.to_string(),
         "byzantine": a.byzantine,
-        "dp": a.dp_noise.map(|s| json!({"noise_multiplier": s, "clip": a.dp_clip, "max_epsilon": a.max_epsilon, "delta": a.delta, "mode": format!("{:?}", a.dp_mode).to_lowercase()})),
+        "dp": a.dp.json(),
         "startup_seconds": round4(startup),
         "total_seconds": round4(total),
         "rounds": rounds,

@@ -7,6 +7,9 @@
 //! * a dense autoencoder (`fedics train --model ae …`): its architecture, preprocessing and
 //!   initial weights, aggregated like the MLP's; each site trains on its benign rows and
 //!   calibrates its own threshold (the output model takes their mean);
+//! * an LSTM autoencoder (`fedics train --model lstm-ae --dataset flows …`): the same as
+//!   the dense autoencoder's over windows of consecutive flows of a host pair, which each
+//!   site cuts from its own flows;
 //! * an Isolation Forest (`fedics train --model iforest …`): its preprocessing, tree count
 //!   and sample size; each site grows trees on its own benign rows and the aggregator merges
 //!   them (no parameters, so no strategy or DP), each site calibrating its own threshold.
@@ -28,11 +31,12 @@ use fedics_federation::{
 use fedics_fl::strategy::{RoundSettings, StrategyConfig};
 use fedics_ml::federated::MlpTrainer;
 use fedics_ml::federated_ae::AeTrainer;
-use fedics_ml::{AeModel, ComputeDevice, MlpModel};
+use fedics_ml::federated_lstm::LstmAeTrainer;
+use fedics_ml::{AeModel, ComputeDevice, LstmAeModel, MlpModel};
 use serde_json::json;
 
-use crate::fl::DpMode;
-use crate::models::{DataArgs, load};
+use crate::fl::DpArgs;
+use crate::models::{DataArgs, Loaded, load, windows_over};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -40,8 +44,8 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:7070")]
     pub listen: std::net::SocketAddr,
     /// Model file every site also has: an MLP (architecture, classes, preprocessing and the
-    /// initial global weights), a dense autoencoder (the same but classes) or an Isolation
-    /// Forest (preprocessing, trees per round, rows per tree).
+    /// initial global weights), a dense or LSTM autoencoder (the same but classes) or an
+    /// Isolation Forest (preprocessing, trees per round, rows per tree).
     #[arg(long)]
     pub model: PathBuf,
     /// The sites allowed to join: one `SITE_ID KEY` per line (`#` starts a comment). Keep
@@ -69,16 +73,8 @@ pub struct ServeArgs {
     /// Seconds a round waits for its sites (then it goes on with those that answered).
     #[arg(long, default_value_t = 300)]
     pub round_timeout: u64,
-    #[arg(long)]
-    pub dp_noise: Option<f64>,
-    #[arg(long)]
-    pub dp_clip: Option<f64>,
-    #[arg(long, default_value_t = 10.0)]
-    pub max_epsilon: f64,
-    #[arg(long, default_value_t = 1e-5)]
-    pub delta: f64,
-    #[arg(long, value_enum, default_value = "central")]
-    pub dp_mode: DpMode,
+    #[command(flatten)]
+    pub dp: DpArgs,
     /// PEM certificate chain of the aggregator (TLS; with --tls-key).
     #[arg(long)]
     pub tls_cert: Option<PathBuf>,
@@ -120,9 +116,15 @@ pub struct JoinArgs {
     pub data: PathBuf,
     #[command(flatten)]
     pub data_args: DataArgs,
-    /// Share of the rows held out to evaluate the global models.
+    /// Share of the rows (LSTM autoencoder: of the windows) held out to evaluate the global
+    /// models.
     #[arg(long, default_value_t = 0.2)]
     pub eval_fraction: f64,
+    /// LSTM autoencoder: flows between the starts of two windows of a host pair (default:
+    /// the window, so windows do not overlap and none held out shares a flow with one
+    /// trained on).
+    #[arg(long)]
+    pub stride: Option<usize>,
     /// PEM CA that signs the aggregator's certificate (https).
     #[arg(long)]
     pub ca: Option<PathBuf>,
@@ -177,6 +179,7 @@ pub fn parse_sites(text: &str) -> Result<SiteKeys> {
 enum Federated {
     Mlp(MlpModel),
     Ae(AeModel),
+    LstmAe(LstmAeModel),
     IForest(IForestModel),
 }
 
@@ -185,6 +188,7 @@ impl Federated {
         match self {
             Self::Mlp(_) => MlpModel::KIND,
             Self::Ae(_) => AeModel::KIND,
+            Self::LstmAe(_) => LstmAeModel::KIND,
             Self::IForest(_) => IForestModel::KIND,
         }
     }
@@ -200,11 +204,14 @@ fn load_federated(path: &Path) -> Result<Federated> {
         AeModel::KIND => Ok(Federated::Ae(
             AeModel::load(path, ComputeDevice::Cpu).with_context(context)?,
         )),
+        LstmAeModel::KIND => Ok(Federated::LstmAe(
+            LstmAeModel::load(path, ComputeDevice::Cpu).with_context(context)?,
+        )),
         IForestModel::KIND => Ok(Federated::IForest(
             IForestModel::load(path).with_context(context)?,
         )),
         other => bail!(
-            "{}: a `{other}` model; fl serve and fl join federate `mlp`, `ae` and `iforest` model files",
+            "{}: a `{other}` model; fl serve and fl join federate `mlp`, `ae`, `lstm-ae` and `iforest` model files",
             path.display()
         ),
     }
@@ -222,7 +229,7 @@ fn aggregator_config(a: &ServeArgs, keys: SiteKeys) -> Result<AggregatorConfig> 
     cfg.batch_size = a.batch_size;
     cfg.round_timeout = Duration::from_secs(a.round_timeout.max(1));
     cfg.seed = a.seed;
-    cfg.dp = crate::fl::dp_config(a.dp_noise, a.dp_clip, a.max_epsilon, a.delta, a.dp_mode)?;
+    a.dp.apply(&mut cfg)?;
     cfg.tls = match (&a.tls_cert, &a.tls_key) {
         (Some(c), Some(k)) => Some(ServerTls {
             cert_pem: read_text(c, "the TLS certificate")?,
@@ -253,8 +260,9 @@ pub async fn serve(a: ServeArgs) -> Result<()> {
     let handle = match &model {
         Federated::Mlp(m) => Aggregator::start(cfg, m.flat_params(), observer).await,
         Federated::Ae(m) => Aggregator::start(cfg, m.flat_params(), observer).await,
+        Federated::LstmAe(m) => Aggregator::start(cfg, m.flat_params(), observer).await,
         Federated::IForest(m) => {
-            if a.dp_noise.is_some() || a.dp_clip.is_some() {
+            if a.dp.any() {
                 bail!(
                     "an Isolation Forest federation merges trees: client-level DP clips and \
                      noises parameter updates, a tree has no norm to clip"
@@ -312,6 +320,7 @@ pub async fn serve(a: ServeArgs) -> Result<()> {
         match global {
             Federated::Mlp(m) => m.save(out).map_err(anyhow::Error::from),
             Federated::Ae(m) => m.save(out).map_err(anyhow::Error::from),
+            Federated::LstmAe(m) => m.save(out).map_err(anyhow::Error::from),
             Federated::IForest(m) => m.save(out).map_err(anyhow::Error::from),
         }
         .with_context(|| format!("writing the global model {}", out.display()))?;
@@ -344,6 +353,13 @@ fn global_model(
             Default::default(),
         )?),
         Federated::Ae(m) => Federated::Ae(m.with_flat_params(
+            &handle.global_params(),
+            threshold.context("the sites reported no threshold")?,
+            contributed_rows(handle),
+            &format!("fedics fl serve, {rounds} rounds"),
+            Default::default(),
+        )?),
+        Federated::LstmAe(m) => Federated::LstmAe(m.with_flat_params(
             &handle.global_params(),
             threshold.context("the sites reported no threshold")?,
             contributed_rows(handle),
@@ -415,6 +431,7 @@ pub async fn join(a: JoinArgs) -> Result<()> {
     let pre = match &model {
         Federated::Mlp(m) => m.preprocessor.as_ref(),
         Federated::Ae(m) => m.preprocessor.as_ref(),
+        Federated::LstmAe(m) => m.preprocessor.as_ref(),
         Federated::IForest(m) => m.preprocessor.as_ref(),
     }
     .context("the model file has no preprocessing; sites cannot encode their data")?;
@@ -427,14 +444,23 @@ pub async fn join(a: JoinArgs) -> Result<()> {
     let (n_train, n_held, summary) = match &model {
         Federated::Mlp(m) => join_mlp(&a, key, m, x.as_slice(), d, &data.class).await?,
         Federated::Ae(m) => join_ae(&a, key, m, x.as_slice(), d, &data.is_attack).await?,
+        Federated::LstmAe(m) => join_lstm(&a, key, m, x.as_slice(), d, &data).await?,
         Federated::IForest(_) => join_iforest(&a, key, x.as_slice(), d, &data.is_attack).await?,
     };
-    tracing::debug!(rows = n_train, held_out = n_held, "left the federation");
+    tracing::debug!(examples = n_train, held_out = n_held, "left the federation");
+    // What a site trains on: rows, or (LSTM autoencoder) windows of flows.
+    let unit = if matches!(model, Federated::LstmAe(_)) {
+        "windows"
+    } else {
+        "rows"
+    };
     outln!(
         "{}",
         json!({
             "site": a.site,
-            "rows": n_train,
+            "model": model.kind(),
+            unit: n_train,
+            "held_out": n_held,
             "rounds_trained": summary.rounds_trained,
             "evaluations": summary.evaluations,
             "joins": summary.joins,
@@ -562,6 +588,62 @@ async fn join_ae(
     tracing::info!(site = %a.site, server = %a.server, benign_rows = n_train, held_out = n_eval, "joining the federation");
     let summary = run_site(sc, Box::new(trainer), crate::demo::shutdown_signal()).await?;
     Ok((n_train, n_eval, summary))
+}
+
+/// An LSTM-autoencoder site: cuts its flows into windows of consecutive flows of a host
+/// pair (`--stride` apart), learns to reconstruct the windows without an attack flow that
+/// it does not hold out, and evaluates (and calibrates its threshold) on the held-out
+/// windows, labelled attack when they hold an attack flow.
+async fn join_lstm(
+    a: &JoinArgs,
+    key: String,
+    model: &LstmAeModel,
+    x: &[f32],
+    d: usize,
+    data: &Loaded,
+) -> Result<(usize, usize, SiteSummary)> {
+    let t = model.window();
+    let stride = a.stride.unwrap_or(t);
+    if stride == 0 {
+        bail!("--stride must be at least 1");
+    }
+    let all: Vec<usize> = (0..data.is_attack.len()).collect();
+    let windows = windows_over(data, &all, t, stride)?;
+    let n = windows.len() / t.max(1);
+    let n_eval = ((n as f64) * a.eval_fraction).round() as usize;
+    let (mut benign, mut eval_windows, mut eval_attack) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, w) in windows.chunks(t).enumerate() {
+        let attack = w.iter().any(|&r| data.is_attack[r]);
+        let out = if held_out(i, n, n_eval) {
+            eval_attack.push(attack);
+            &mut eval_windows
+        } else if !attack {
+            &mut benign
+        } else {
+            continue;
+        };
+        for &r in w {
+            out.extend_from_slice(&x[r * d..(r + 1) * d]);
+        }
+    }
+    let n_train = benign.len() / (t * d).max(1);
+    if n_train < 2 {
+        bail!(
+            "{}: {n_train} windows of {t} flows of a host pair without an attack to train on \
+             (at least 2); windows are cut per host pair, so a site needs at least {t} flows of \
+             a pair",
+            a.data.display()
+        );
+    }
+    let n_held = eval_attack.len();
+    let mut trainer = LstmAeTrainer::new(model.federation_spec()?, benign)?;
+    if !eval_attack.is_empty() {
+        trainer = trainer.with_eval(eval_windows, eval_attack)?;
+    }
+    let sc = site_config(a, key, n_train)?;
+    tracing::info!(site = %a.site, server = %a.server, benign_windows = n_train, held_out = n_held, window = t, stride, "joining the federation");
+    let summary = run_site(sc, Box::new(trainer), crate::demo::shutdown_signal()).await?;
+    Ok((n_train, n_held, summary))
 }
 
 /// An Isolation Forest site: grows trees on the benign rows it does not hold out, evaluates

@@ -283,7 +283,12 @@ async fn record_round(
                 site_id: None,
                 sampling_rate: q,
                 noise_multiplier: dp.noise_multiplier,
-                clip_norm: dp.clip,
+                // The round's bound (with adaptive clipping it moves from round to round).
+                clip_norm: r
+                    .train_metrics
+                    .get("agg.dp_clip")
+                    .copied()
+                    .unwrap_or(dp.clip),
                 epsilon,
                 delta,
                 recorded_at: chrono::Utc::now(),

@@ -328,7 +328,12 @@ fn options(m: &ModelArgs, epochs: usize, batch: usize) -> TrainOptions {
 
 /// Windows of `t` consecutive rows of the same key (in `order`), as row indices, over the
 /// rows `keep`; returned flat.
-fn windows_over(data: &Loaded, keep: &[usize], t: usize, stride: usize) -> Result<Vec<usize>> {
+pub(crate) fn windows_over(
+    data: &Loaded,
+    keep: &[usize],
+    t: usize,
+    stride: usize,
+) -> Result<Vec<usize>> {
     let keys: Vec<&str> = keep.iter().map(|&i| data.key[i].as_str()).collect();
     let order: Vec<i64> = keep.iter().map(|&i| data.order[i]).collect();
     let w = fedics_tabular::sliding_windows(&keys, &order, t, stride.max(1))?;

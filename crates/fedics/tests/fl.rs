@@ -189,6 +189,66 @@ fn differential_privacy_is_accounted_and_the_budget_enforced() {
 }
 
 #[test]
+fn adaptive_clipping_moves_the_bound_and_epsilon_stays_that_of_sigma() {
+    // A first bound far below the MLP's update norms: every update is clipped, so the
+    // bound grows round by round (by about e^(2·0.5) while all are clipped; the count's
+    // noise moves the exponent by 2·0.3/3 = 0.2 standard deviation); ε is that of σ = 0.5
+    // at q = 1 whatever the bounds.
+    let v = simulate(&[
+        "--sites",
+        "3",
+        "--rounds",
+        "3",
+        "--dp-noise",
+        "0.5",
+        "--dp-clip",
+        "0.01",
+        "--max-epsilon",
+        "1000",
+        "--dp-adaptive-quantile",
+        "0.5",
+        "--dp-adaptive-lr",
+        "2.0",
+        "--dp-count-noise",
+        "0.3",
+    ]);
+    assert_eq!(v["dp"]["adaptive_quantile"], 0.5, "{}", v["dp"]);
+    let rounds = v["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 3, "{v}");
+    let clips: Vec<f64> = rounds
+        .iter()
+        .map(|r| {
+            r["train"]["agg.dp_clip"]
+                .as_f64()
+                .expect("the round's bound")
+        })
+        .collect();
+    println!("adaptive clipping, bounds per round: {clips:?}");
+    assert_eq!(clips[0], 0.01);
+    assert!(clips.windows(2).all(|w| w[1] > w[0]), "{clips:?}");
+    for r in rounds {
+        assert_eq!(r["train"]["agg.dp_noise_multiplier"], 0.5, "{r}");
+        // (0.5⁻² − (2·0.3)⁻²)^(−1/2): the updates' share of σ next to the count's
+        // (the JSON keeps 4 decimals).
+        let z = r["train"]["agg.dp_update_noise_multiplier"]
+            .as_f64()
+            .unwrap();
+        assert!((z - (4.0f64 - 1.0 / 0.36).powf(-0.5)).abs() < 1e-4, "{z}");
+    }
+    let e3 = fedics_fl::dp::epsilon(1.0, 0.5, 3, 1e-5).unwrap().epsilon;
+    let e = rounds[2]["epsilon"].as_f64().unwrap();
+    assert!((e - e3).abs() < 1e-3, "{e} vs {e3}");
+    // Without DP there is no bound to adapt.
+    let out = simulate_slice(2000, 500, &["--dp-adaptive-quantile", "0.5"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--dp-adaptive-quantile") && err.contains("--dp-noise"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_federation_is_recorded_where_the_api_serves_it() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let db = rt.block_on(fedics_store::testing::TestDb::new(
@@ -273,22 +333,39 @@ struct NetworkRun {
 }
 
 /// Trains an initial model of `model` (`fedics train --model …` plus `train_args`) on a
-/// public slice, then runs `fl serve` for two rounds and two `fl join` sites with their own
-/// slices as separate processes over loopback; a third site with a wrong key is refused
-/// first.
+/// public slice of NSL-KDD, then runs `fl serve` for two rounds and two `fl join` sites with
+/// their own slices as separate processes over loopback; a third site with a wrong key is
+/// refused first.
 fn federate_over_the_network(model: &str, train_args: &[&str]) -> NetworkRun {
-    use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
-    let p = |n: &str| dir.path().join(n);
     let lines = nsl_kdd_lines("KDDTest+.txt.gz");
-    std::fs::write(p("init.txt"), lines[..4000].join("\n")).unwrap();
-    std::fs::write(p("site-a.txt"), lines[4000..10000].join("\n")).unwrap();
-    std::fs::write(p("site-b.txt"), lines[10000..16000].join("\n")).unwrap();
+    for (name, range) in [
+        ("init.data", 0..4000),
+        ("site-a.data", 4000..10000),
+        ("site-b.data", 10000..16000),
+    ] {
+        std::fs::write(dir.path().join(name), lines[range].join("\n")).unwrap();
+    }
+    federate_files(&dir, model, "nsl-kdd", train_args, &[], &[])
+}
+
+/// As [`federate_over_the_network`] on the data files `init.data`, `site-a.data` and
+/// `site-b.data` of `dir`, of `dataset`; `join_args` go to both sites.
+fn federate_files(
+    dir: &tempfile::TempDir,
+    model: &str,
+    dataset: &str,
+    train_args: &[&str],
+    serve_args: &[&str],
+    join_args: &[&str],
+) -> NetworkRun {
+    use std::process::Stdio;
+    let p = |n: &str| dir.path().join(n);
     let out = Command::new(BIN)
-        .args(["train", "--model", model, "--dataset", "nsl-kdd"])
+        .args(["train", "--model", model, "--dataset", dataset])
         .args(train_args)
         .arg("--data")
-        .arg(p("init.txt"))
+        .arg(p("init.data"))
         .arg("--out")
         .arg(p("init.model"))
         .env("RUST_LOG", "warn")
@@ -323,6 +400,7 @@ fn federate_over_the_network(model: &str, train_args: &[&str]) -> NetworkRun {
             "--wait-sites",
             "120",
         ])
+        .args(serve_args)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .arg("--model")
         .arg(p("init.model"))
@@ -337,15 +415,8 @@ fn federate_over_the_network(model: &str, train_args: &[&str]) -> NetworkRun {
         .unwrap();
     let join = |site: &str, key: &str, data: &str| {
         Command::new(BIN)
-            .args([
-                "fl",
-                "join",
-                "--site",
-                site,
-                "--json",
-                "--dataset",
-                "nsl-kdd",
-            ])
+            .args(["fl", "join", "--site", site, "--json", "--dataset", dataset])
+            .args(join_args)
             .args(["--server", &format!("http://127.0.0.1:{port}")])
             .arg("--key-file")
             .arg(p(key))
@@ -360,7 +431,7 @@ fn federate_over_the_network(model: &str, train_args: &[&str]) -> NetworkRun {
             .unwrap()
     };
     // A site with the wrong key is refused for good (and counts for nothing).
-    let intruder = join("site-b", "wrong.key", "site-b.txt")
+    let intruder = join("site-b", "wrong.key", "site-b.data")
         .wait_with_output()
         .unwrap();
     assert!(!intruder.status.success(), "a wrong key must be refused");
@@ -369,8 +440,8 @@ fn federate_over_the_network(model: &str, train_args: &[&str]) -> NetworkRun {
         err.contains("refused") || err.contains("unauthenticated"),
         "{err}"
     );
-    let a = join("site-a", "a.key", "site-a.txt");
-    let b = join("site-b", "b.key", "site-b.txt");
+    let a = join("site-a", "a.key", "site-a.data");
+    let b = join("site-b", "b.key", "site-b.data");
     let server = server.wait_with_output().unwrap();
     assert!(
         server.status.success(),
@@ -464,6 +535,80 @@ fn fl_serve_and_fl_join_federate_the_isolation_forest_by_merging_trees() {
         assert!(s["rows"].as_u64().unwrap() > 1000, "benign rows: {s}");
     }
     assert_ne!(run.global, run.init, "the federation grew a new forest");
+}
+
+#[test]
+fn fl_serve_and_fl_join_federate_the_lstm_autoencoder_over_windows_of_flows() {
+    // Each site's own simulated plant (its flows carry their ground truth); the initial
+    // model is trained on a third plant's.
+    let dir = tempfile::tempdir().unwrap();
+    for (name, seed) in [
+        ("init.data", "21"),
+        ("site-a.data", "22"),
+        ("site-b.data", "23"),
+    ] {
+        let out = Command::new(BIN)
+            .args([
+                "simulate", "--flows", "6000", "--sites", "1", "--seed", seed,
+            ])
+            .arg("--out")
+            .arg(dir.path().join(name))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let run = federate_files(
+        &dir,
+        "lstm-ae",
+        "flows",
+        &[
+            "--window", "20", "--stride", "2", "--hidden", "32,8", "--epochs", "5", "--lr", "0.01",
+        ],
+        &["--lr", "0.005"],
+        // Windows 5 flows apart: more to train on; a held-out window then shares flows
+        // with trained ones (the evaluation is optimistic, which this test does not weigh).
+        &["--stride", "5"],
+    );
+    let v = &run.report;
+    assert_eq!(v["model"], "lstm-ae");
+    for r in v["rounds"].as_array().unwrap() {
+        // Every site trained on its benign windows and calibrated its own threshold.
+        assert!(
+            r["train"]["loss"].as_f64().is_some_and(f64::is_finite),
+            "{r}"
+        );
+        let t = r["eval"]["threshold"].as_f64().expect("thresholds");
+        assert!(t.is_finite() && t > 0.0, "{r}");
+        // The sites' held-out windows hold attacks of the simulated campaigns (scans,
+        // discovery): the global model tells them from benign sequences.
+        let auc = r["eval"]["roc_auc"]
+            .as_f64()
+            .expect("both classes held out");
+        assert!(auc > 0.9, "{r}");
+        assert!(r["eval"]["binary_accuracy"].as_f64().is_some(), "{r}");
+    }
+    assert_eq!(v["threshold"], v["rounds"][1]["eval"]["threshold"]);
+    println!(
+        "fl serve/join lstm-ae: sites' loss per round {} {}, ROC-AUC {} {}, threshold {}",
+        v["rounds"][0]["train"]["loss"],
+        v["rounds"][1]["train"]["loss"],
+        v["rounds"][0]["eval"]["roc_auc"],
+        v["rounds"][1]["eval"]["roc_auc"],
+        v["threshold"]
+    );
+    for s in &run.sites {
+        assert_eq!(s["model"], "lstm-ae", "{s}");
+        assert!(s["windows"].as_u64().unwrap() >= 2, "benign windows: {s}");
+        assert!(
+            s["held_out"].as_u64().unwrap() >= 1,
+            "held-out windows: {s}"
+        );
+    }
+    assert_ne!(run.global, run.init, "the federation changed the weights");
 }
 
 #[test]
