@@ -410,22 +410,18 @@ impl AeModel {
         train_data_hash: &str,
         metrics: BTreeMap<String, f64>,
     ) -> Result<Self> {
-        if !threshold.is_finite() {
-            return Err(MlError::Weights(format!(
-                "threshold {threshold} of the new model is not finite"
-            )));
-        }
-        let (net, bytes) = global_net(&self.net, params)?;
+        let (net, meta) = global_autoencoder(
+            Self::KIND,
+            &self.meta,
+            &self.net,
+            params,
+            threshold,
+            n_train,
+            train_data_hash,
+            metrics,
+        )?;
         Ok(Self {
-            meta: train::meta(
-                Self::KIND,
-                train_data_hash,
-                n_train,
-                self.meta.feature_names.clone(),
-                Some(threshold),
-                metrics,
-                &bytes,
-            ),
+            meta,
             config: self.config.clone(),
             preprocessor: self.preprocessor.clone(),
             n_features: self.n_features,
@@ -434,6 +430,44 @@ impl AeModel {
             device: self.device.clone(),
         })
     }
+}
+
+/// A federation's new global autoencoder from a trained one's network and metadata: the
+/// network with `params` (checked finite and fitting) and new metadata (version, creation
+/// time, `n_train`, `train_data_hash`, `metrics`, the sites' mean `threshold`). Shared by
+/// the federated autoencoders.
+///
+/// # Errors
+///
+/// [`MlError::Weights`] when `params` does not fit or holds a non-finite value, or the
+/// threshold is not finite.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn global_autoencoder<M: Module>(
+    kind: &str,
+    meta: &fedics_tabular::ModelMeta,
+    net: &M,
+    params: &[f32],
+    threshold: f64,
+    n_train: usize,
+    train_data_hash: &str,
+    metrics: BTreeMap<String, f64>,
+) -> Result<(M, fedics_tabular::ModelMeta)> {
+    if !threshold.is_finite() {
+        return Err(MlError::Weights(format!(
+            "threshold {threshold} of the new model is not finite"
+        )));
+    }
+    let (net, bytes) = global_net(net, params)?;
+    let meta = train::meta(
+        kind,
+        train_data_hash,
+        n_train,
+        meta.feature_names.clone(),
+        Some(threshold),
+        metrics,
+        &bytes,
+    );
+    Ok((net, meta))
 }
 
 #[cfg(test)]

@@ -23,8 +23,8 @@ use rand_chacha::ChaCha8Rng;
 use fedics_fl::trainer::{LocalPlan, LocalResult, LocalTrainer, TrainError};
 
 use crate::compute::{self, ComputeDevice};
-use crate::federated::{Metrics, check_plan, flatten, global_net, load_flat, param_shapes};
-use crate::federated_ae::{evaluate_on_site, proximal_term, score_metrics};
+use crate::federated::{Metrics, check_plan, flatten, load_flat, param_shapes};
+use crate::federated_ae::{evaluate_on_site, global_autoencoder, proximal_term, score_metrics};
 use crate::lstm_ae::{LstmAeConfig, LstmAeModel, LstmAeNet};
 use crate::train;
 use crate::{MlError, Result};
@@ -365,22 +365,18 @@ impl LstmAeModel {
         train_data_hash: &str,
         metrics: BTreeMap<String, f64>,
     ) -> Result<Self> {
-        if !threshold.is_finite() {
-            return Err(MlError::Weights(format!(
-                "threshold {threshold} of the new model is not finite"
-            )));
-        }
-        let (net, bytes) = global_net(&self.net, params)?;
+        let (net, meta) = global_autoencoder(
+            Self::KIND,
+            &self.meta,
+            &self.net,
+            params,
+            threshold,
+            n_train,
+            train_data_hash,
+            metrics,
+        )?;
         Ok(Self {
-            meta: train::meta(
-                Self::KIND,
-                train_data_hash,
-                n_train,
-                self.meta.feature_names.clone(),
-                Some(threshold),
-                metrics,
-                &bytes,
-            ),
+            meta,
             config: self.config.clone(),
             preprocessor: self.preprocessor.clone(),
             n_features: self.n_features,
