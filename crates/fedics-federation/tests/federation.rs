@@ -679,6 +679,32 @@ async fn dp_rounds_spend_epsilon_and_the_round_past_the_budget_is_refused() {
     }
 }
 
+/// An aggregator of `config` (events ignored) and `n` least-squares sites (data seeds
+/// `seed_base + i`), all joined.
+async fn least_squares_federation(
+    config: AggregatorConfig,
+    n: usize,
+    seed_base: u64,
+) -> (AggregatorHandle, Vec<SiteTask>) {
+    let agg = Aggregator::start(
+        config,
+        vec![0.0; DIM + 1],
+        Arc::new(fedics_federation::NoopObserver),
+    )
+    .await
+    .unwrap();
+    let sites: Vec<SiteTask> = (0..n)
+        .map(|i| {
+            spawn_site(
+                site_config(&url(&agg), i),
+                Box::new(least_squares(seed_base + i as u64, 100, 0.0)),
+            )
+        })
+        .collect();
+    agg.wait_for_sites(n, WAIT).await.unwrap();
+    (agg, sites)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn distributed_dp_noise_is_added_by_the_sites() {
     init_tracing();
@@ -691,22 +717,7 @@ async fn distributed_dp_noise_is_added_by_the_sites() {
         mode: NoiseMode::Distributed,
         budget: PrivacyBudget::new(1e6, 1e-5).unwrap(),
     });
-    let agg = Aggregator::start(
-        config,
-        vec![0.0; DIM + 1],
-        Arc::new(fedics_federation::NoopObserver),
-    )
-    .await
-    .unwrap();
-    let sites: Vec<SiteTask> = (0..3)
-        .map(|i| {
-            spawn_site(
-                site_config(&url(&agg), i),
-                Box::new(least_squares(30 + i as u64, 100, 0.0)),
-            )
-        })
-        .collect();
-    agg.wait_for_sites(3, WAIT).await.unwrap();
+    let (agg, sites) = least_squares_federation(config, 3, 30).await;
     let reports = agg.run_rounds(3).await.unwrap();
     assert_eq!(reports.len(), 3);
     let eps: Vec<f64> = reports.iter().map(|r| r.epsilon.unwrap()).collect();
@@ -745,22 +756,7 @@ async fn adaptive_run(initial_clip: f64) -> Vec<fedics_federation::RoundReport> 
         learning_rate: 2.0,
         count_noise_std: ADAPTIVE_COUNT_NOISE,
     });
-    let agg = Aggregator::start(
-        config,
-        vec![0.0; DIM + 1],
-        Arc::new(fedics_federation::NoopObserver),
-    )
-    .await
-    .unwrap();
-    let sites: Vec<SiteTask> = (0..5)
-        .map(|i| {
-            spawn_site(
-                site_config(&url(&agg), i),
-                Box::new(least_squares(40 + i as u64, 100, 0.0)),
-            )
-        })
-        .collect();
-    agg.wait_for_sites(5, WAIT).await.unwrap();
+    let (agg, sites) = least_squares_federation(config, 5, 40).await;
     let reports = agg.run_rounds(6).await.unwrap();
     agg.shutdown().await.unwrap();
     for s in sites {

@@ -378,59 +378,71 @@ impl LocalTrainer for AeTrainer {
 // A trained autoencoder as a federation's starting point, and a global model back as a model
 // ---------------------------------------------------------------------------------------
 
-impl AeModel {
-    /// What the sites of a federation of this model must agree on: its input width and
-    /// architecture, on the CPU, one thread.
-    ///
-    /// # Errors
-    ///
-    /// [`MlError::Data`] when the architecture is not valid (see [`AeSpec::new`]).
-    pub fn federation_spec(&self) -> Result<AeSpec> {
-        AeSpec::new(self.n_features, self.config.clone())
-    }
+/// The federation methods of a trained autoencoder model type (fields `meta`, `config`,
+/// `preprocessor`, `n_features`, `threshold`, `net`, `device`) whose sites agree on a spec
+/// type built by `Spec::new(n_features, config)`: [`AeModel`] with [`AeSpec`] and
+/// [`crate::LstmAeModel`] with [`crate::federated_lstm::LstmSpec`].
+macro_rules! autoencoder_federation {
+    ($model:ty, $spec:ident) => {
+        impl $model {
+            /// What the sites of a federation of this model must agree on: its input
+            /// width and architecture, on the CPU, one thread.
+            ///
+            /// # Errors
+            ///
+            /// [`MlError::Data`](crate::MlError::Data) when the architecture is not valid.
+            pub fn federation_spec(&self) -> $crate::Result<$spec> {
+                $spec::new(self.n_features, self.config.clone())
+            }
 
-    /// The model's weights as one flat vector (the layout [`AeSpec`] trains).
-    pub fn flat_params(&self) -> Vec<f32> {
-        flatten(&self.net)
-    }
+            /// The model's weights as one flat vector (the layout its spec trains).
+            pub fn flat_params(&self) -> Vec<f32> {
+                $crate::federated::flatten(&self.net)
+            }
 
-    /// This model with `params` as its weights and `threshold` as its anomaly threshold: a
-    /// federation's new global model. Keeps the preprocessing and architecture; gets a new
-    /// version, creation time, `n_train`, `train_data_hash` and `metrics`.
-    ///
-    /// # Errors
-    ///
-    /// [`MlError::Weights`] when `params` does not fit the network or holds a non-finite
-    /// value, or the threshold is not finite.
-    pub fn with_flat_params(
-        &self,
-        params: &[f32],
-        threshold: f64,
-        n_train: usize,
-        train_data_hash: &str,
-        metrics: BTreeMap<String, f64>,
-    ) -> Result<Self> {
-        let (net, meta) = global_autoencoder(
-            Self::KIND,
-            &self.meta,
-            &self.net,
-            params,
-            threshold,
-            n_train,
-            train_data_hash,
-            metrics,
-        )?;
-        Ok(Self {
-            meta,
-            config: self.config.clone(),
-            preprocessor: self.preprocessor.clone(),
-            n_features: self.n_features,
-            threshold,
-            net,
-            device: self.device.clone(),
-        })
-    }
+            /// This model with `params` as its weights and `threshold` as its anomaly
+            /// threshold: a federation's new global model. Keeps the preprocessing and
+            /// architecture; gets a new version, creation time, `n_train` (examples behind
+            /// the aggregate), `train_data_hash` and `metrics`.
+            ///
+            /// # Errors
+            ///
+            /// [`MlError::Weights`](crate::MlError::Weights) when `params` does not fit
+            /// the network or holds a non-finite value, or the threshold is not finite.
+            pub fn with_flat_params(
+                &self,
+                params: &[f32],
+                threshold: f64,
+                n_train: usize,
+                train_data_hash: &str,
+                metrics: std::collections::BTreeMap<String, f64>,
+            ) -> $crate::Result<Self> {
+                let (net, meta) = $crate::federated_ae::global_autoencoder(
+                    Self::KIND,
+                    &self.meta,
+                    &self.net,
+                    params,
+                    threshold,
+                    n_train,
+                    train_data_hash,
+                    metrics,
+                )?;
+                Ok(Self {
+                    meta,
+                    config: self.config.clone(),
+                    preprocessor: self.preprocessor.clone(),
+                    n_features: self.n_features,
+                    threshold,
+                    net,
+                    device: self.device.clone(),
+                })
+            }
+        }
+    };
 }
+pub(crate) use autoencoder_federation;
+
+autoencoder_federation!(AeModel, AeSpec);
 
 /// A federation's new global autoencoder from a trained one's network and metadata: the
 /// network with `params` (checked finite and fitting) and new metadata (version, creation

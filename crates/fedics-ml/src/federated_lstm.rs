@@ -12,8 +12,6 @@
 //! Windows are materialised sequences `[n, window, d]` (row-major), e.g. gathered from a
 //! site's flows with [`fedics_tabular::sliding_windows`]; a site never shares them.
 
-use std::collections::BTreeMap;
-
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
@@ -24,7 +22,7 @@ use fedics_fl::trainer::{LocalPlan, LocalResult, LocalTrainer, TrainError};
 
 use crate::compute::{self, ComputeDevice};
 use crate::federated::{Metrics, check_plan, flatten, load_flat, param_shapes};
-use crate::federated_ae::{evaluate_on_site, global_autoencoder, proximal_term, score_metrics};
+use crate::federated_ae::{evaluate_on_site, proximal_term, score_metrics};
 use crate::lstm_ae::{LstmAeConfig, LstmAeModel, LstmAeNet};
 use crate::train;
 use crate::{MlError, Result};
@@ -332,63 +330,12 @@ impl LocalTrainer for LstmAeTrainer {
 // A trained LSTM autoencoder as a federation's starting point, and a global model back
 // ---------------------------------------------------------------------------------------
 
-impl LstmAeModel {
-    /// What the sites of a federation of this model must agree on: the width of one
-    /// observation and the architecture, on the CPU, one thread.
-    ///
-    /// # Errors
-    ///
-    /// [`MlError::Data`] when the architecture is not valid (see [`LstmSpec::new`]).
-    pub fn federation_spec(&self) -> Result<LstmSpec> {
-        LstmSpec::new(self.n_features, self.config.clone())
-    }
-
-    /// The model's weights as one flat vector (the layout [`LstmSpec`] trains).
-    pub fn flat_params(&self) -> Vec<f32> {
-        flatten(&self.net)
-    }
-
-    /// This model with `params` as its weights and `threshold` as its anomaly threshold: a
-    /// federation's new global model. Keeps the preprocessing and architecture; gets a new
-    /// version, creation time, `n_train` (windows behind the aggregate), `train_data_hash`
-    /// and `metrics`.
-    ///
-    /// # Errors
-    ///
-    /// [`MlError::Weights`] when `params` does not fit the network or holds a non-finite
-    /// value, or the threshold is not finite.
-    pub fn with_flat_params(
-        &self,
-        params: &[f32],
-        threshold: f64,
-        n_train: usize,
-        train_data_hash: &str,
-        metrics: BTreeMap<String, f64>,
-    ) -> Result<Self> {
-        let (net, meta) = global_autoencoder(
-            Self::KIND,
-            &self.meta,
-            &self.net,
-            params,
-            threshold,
-            n_train,
-            train_data_hash,
-            metrics,
-        )?;
-        Ok(Self {
-            meta,
-            config: self.config.clone(),
-            preprocessor: self.preprocessor.clone(),
-            n_features: self.n_features,
-            threshold,
-            net,
-            device: self.device.clone(),
-        })
-    }
-}
+crate::federated_ae::autoencoder_federation!(LstmAeModel, LstmSpec);
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use fedics_fl::strategy::{ClientUpdate, FedAvg, RoundSettings, Strategy};
 
     use super::*;
