@@ -345,33 +345,34 @@ fn global_model(
     threshold: Option<f64>,
     rounds: usize,
 ) -> Result<Federated> {
+    let source = format!("fedics fl serve, {rounds} rounds");
+    let threshold = || threshold.context("the sites reported no threshold");
     Ok(match model {
         Federated::Mlp(m) => Federated::Mlp(m.with_flat_params(
             &handle.global_params(),
             0,
-            &format!("fedics fl serve, {rounds} rounds"),
+            &source,
             Default::default(),
         )?),
         Federated::Ae(m) => Federated::Ae(m.with_flat_params(
             &handle.global_params(),
-            threshold.context("the sites reported no threshold")?,
+            threshold()?,
             contributed_rows(handle),
-            &format!("fedics fl serve, {rounds} rounds"),
+            &source,
             Default::default(),
         )?),
         Federated::LstmAe(m) => Federated::LstmAe(m.with_flat_params(
             &handle.global_params(),
-            threshold.context("the sites reported no threshold")?,
+            threshold()?,
             contributed_rows(handle),
-            &format!("fedics fl serve, {rounds} rounds"),
+            &source,
             Default::default(),
         )?),
         Federated::IForest(m) => match handle.global_forest() {
             Some(bytes) => {
                 let forest = IsolationForest::from_bytes(&bytes)
                     .context("decoding the federation's global forest")?;
-                let threshold = threshold.context("the sites reported no threshold")?;
-                Federated::IForest(m.with_forest(forest, threshold, contributed_rows(handle))?)
+                Federated::IForest(m.with_forest(forest, threshold()?, contributed_rows(handle))?)
             }
             // No round finished: the input model, unchanged.
             None => Federated::IForest(m.clone()),
